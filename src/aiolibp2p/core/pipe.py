@@ -128,7 +128,7 @@ class PipeReader:
         finally:
             self._waiter = None
 
-    async def read_exactly(self, n: int) -> bytes:
+    async def readexactly(self, n: int) -> bytes:
         """Read exactly ``n`` bytes; ConnectionClosed if the pipe ends first."""
         if n > self._max_buffer:
             raise MessageTooLarge(f"read of {n} bytes exceeds the handshake buffer of {self._max_buffer}")
@@ -152,7 +152,7 @@ class PipeReader:
         """Read one unsigned varint (multiformats rules: minimal, at most 9 bytes)."""
         value = 0
         for i in range(9):
-            b = (await self.read_exactly(1))[0]
+            b = (await self.readexactly(1))[0]
             value |= (b & 0x7F) << (7 * i)
             if not b & 0x80:
                 if b == 0 and i > 0:
@@ -165,7 +165,7 @@ class PipeReader:
         n = await self.read_uvarint()
         if n > max_size:
             raise MessageTooLarge(f"message of {n} bytes exceeds the limit of {max_size}")
-        return await self.read_exactly(n)
+        return await self.readexactly(n)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self.pipe.write(data)
