@@ -1,1 +1,5 @@
+"""Ping."""
 
+from .service import PROTOCOL_ID, PingService
+
+__all__ = ["PROTOCOL_ID", "PingService"]

@@ -1,0 +1,26 @@
+"""Every default of a host, in one screen. ``new_host(**options)`` fills what it is not given from here."""
+
+from __future__ import annotations
+
+from ..network.swarm import SwarmConfig
+from ..network.upgrader import UpgraderConfig
+
+AGENT_VERSION = "aiolibp2p/0.1.0"
+DEFAULT_LISTEN_ADDRS = ("/ip4/127.0.0.1/tcp/0",)
+DEFAULT_SECURITY = ("noise",)
+"""Security protocols in preference order: ``noise`` (``/noise``), ``plaintext`` (``/plaintext/2.0.0``, tests
+only)."""
+DEFAULT_MUXERS = ("/yamux/1.0.0", "/mplex/6.7.0")
+DEFAULT_TRANSPORTS = ("tcp", "memory")
+
+SWARM = SwarmConfig()
+UPGRADER = UpgraderConfig()
+
+IDENTIFY_TIMEOUT = 10.0
+PING_TIMEOUT = 10.0
+CONNECT_TIMEOUT = 15.0
+"""Seconds ``Host.connect`` may take (dial + upgrade)."""
+NEW_STREAM_TIMEOUT = 15.0
+KEEPALIVE_INTERVAL = 15.0
+"""Muxer keep-alive ping interval: a silently vanished peer is detected within about twice this."""
+KEEPALIVE_TIMEOUT = 10.0

@@ -1,0 +1,217 @@
+"""A live libp2p connection (secured + multiplexed) and the protocol streams opened on it."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from ..core.interfaces import Direction, MuxedConnection, MuxedStream
+from ..exceptions import ConnectionClosed, DeadlineExceeded
+
+if TYPE_CHECKING:
+    from ..crypto.keys import PublicKey
+    from ..crypto.peer_id import PeerId
+    from ..multiaddr import Multiaddr
+
+_conn_ids = itertools.count(1)
+
+
+class Stream:
+    """A negotiated protocol stream: what handlers receive and ``new_stream`` returns."""
+
+    __slots__ = ("_closed", "_inner", "_on_done", "conn", "direction", "protocol")
+
+    def __init__(self, inner: MuxedStream, conn: Connection, protocol: str, direction: Direction,
+                 on_done: Callable[[Stream], None] | None = None) -> None:
+        self._inner = inner
+        self.conn = conn
+        self.protocol = protocol
+        self.direction = direction
+        self._on_done = on_done
+        self._closed = False
+
+    @property
+    def remote_peer(self) -> PeerId:
+        return self.conn.remote_peer
+
+    @property
+    def muxed_stream(self) -> MuxedStream:
+        return self._inner
+
+    async def read(self, max_bytes: int = 65536, *, timeout: float | None = None) -> bytes:
+        """Up to ``max_bytes`` bytes; b"" at EOF. ``timeout`` (s) raises DeadlineExceeded."""
+        if timeout is None:
+            return await self._inner.read(max_bytes)
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._inner.read(max_bytes)
+        except TimeoutError:
+            raise DeadlineExceeded("stream read", timeout) from None
+
+    async def readexactly(self, n: int, *, timeout: float | None = None) -> bytes:
+        if timeout is None:
+            return await self._inner.readexactly(n)
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._inner.readexactly(n)
+        except TimeoutError:
+            raise DeadlineExceeded("stream read", timeout) from None
+
+    async def read_all(self, limit: int, *, timeout: float | None = None) -> bytes:
+        """Read until EOF, refusing more than ``limit`` bytes (MessageTooLarge)."""
+        from ..exceptions import MessageTooLarge
+
+        buf = bytearray()
+
+        async def _loop() -> None:
+            while True:
+                chunk = await self._inner.read(65536)
+                if not chunk:
+                    return
+                buf.extend(chunk)
+                if len(buf) > limit:
+                    raise MessageTooLarge(f"stream sent more than {limit} bytes", protocol=self.protocol)
+
+        if timeout is None:
+            await _loop()
+        else:
+            try:
+                async with asyncio.timeout(timeout):
+                    await _loop()
+            except TimeoutError:
+                raise DeadlineExceeded("stream read", timeout) from None
+        return bytes(buf)
+
+    async def write(self, data: bytes | bytearray | memoryview, *, timeout: float | None = None) -> None:
+        if timeout is None:
+            await self._inner.write(data)
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                await self._inner.write(data)
+        except TimeoutError:
+            raise DeadlineExceeded("stream write", timeout) from None
+
+    async def close_write(self) -> None:
+        await self._inner.close_write()
+
+    async def close(self) -> None:
+        try:
+            await self._inner.close()
+        finally:
+            self._done()
+
+    async def reset(self, code: int = 0) -> None:
+        try:
+            await self._inner.reset(code)
+        finally:
+            self._done()
+
+    def is_closed(self) -> bool:
+        return self._closed or self._inner.is_closed()
+
+    def _done(self) -> None:
+        if not self._closed:
+            self._closed = True
+            if self._on_done is not None:
+                self._on_done(self)
+
+    def __repr__(self) -> str:
+        return f"<Stream {self.protocol} {self.direction.value} conn={self.conn.id}>"
+
+
+class Connection:
+    """One secured, multiplexed connection to a peer."""
+
+    def __init__(
+        self,
+        muxed: MuxedConnection,
+        *,
+        local_peer: PeerId,
+        remote_peer: PeerId,
+        remote_public_key: PublicKey,
+        local_addr: Multiaddr | None,
+        remote_addr: Multiaddr | None,
+        direction: Direction,
+        transport: str,
+        security: str,
+        muxer: str,
+        limited: bool = False,
+    ) -> None:
+        self.id = next(_conn_ids)
+        self.muxed = muxed
+        self.local_peer = local_peer
+        self.remote_peer = remote_peer
+        self.remote_public_key = remote_public_key
+        self.local_addr = local_addr
+        self.remote_addr = remote_addr
+        self.direction = direction
+        self.transport = transport
+        self.security = security
+        self.muxer = muxer
+        self.limited = limited
+        self.opened_at = time.monotonic()
+        self.identified = asyncio.Event()
+        self.streams: set[Stream] = set()
+        self.close_cause: str | None = None
+        self._closed_event = asyncio.Event()
+
+    # -- state ------------------------------------------------------------------------------------------
+    def is_closed(self) -> bool:
+        return self._closed_event.is_set() or self.muxed.is_closed()
+
+    async def wait_closed(self, timeout: float | None = None) -> None:
+        async with asyncio.timeout(timeout):
+            await self._closed_event.wait()
+
+    def _mark_closed(self, cause: str) -> None:
+        if self.close_cause is None:
+            self.close_cause = cause
+        self._closed_event.set()
+
+    @property
+    def num_streams(self) -> int:
+        return self.muxed.num_streams
+
+    # -- operations -------------------------------------------------------------------------------------
+    async def open_stream(self, protocols: Sequence[str], *, timeout: float,
+                          on_done: Callable[[Stream], None] | None = None) -> Stream:
+        """Open a muxed stream and negotiate one of ``protocols`` on it, all within ``timeout`` seconds."""
+        from ..multistream import select_protocol
+
+        if self.is_closed():
+            raise ConnectionClosed(f"connection {self.id} is closed", cause=self.close_cause or "closed")
+        ms: MuxedStream | None = None
+        try:
+            async with asyncio.timeout(timeout):
+                ms = await self.muxed.open_stream()
+                proto = await select_protocol(ms, list(protocols))
+        except TimeoutError:
+            if ms is not None:
+                await ms.reset()
+            raise DeadlineExceeded("new stream", timeout) from None
+        except BaseException:
+            if ms is not None:
+                await ms.reset()
+            raise
+        s = Stream(ms, self, proto, Direction.OUTBOUND, on_done)
+        self.streams.add(s)
+        return s
+
+    async def close(self, code: int = 0) -> None:
+        """Close gracefully; the remote sees it at once (muxer GoAway / transport close)."""
+        if self.close_cause is None:
+            self.close_cause = "local-close"
+        await self.muxed.close(code)
+
+    def abort(self) -> None:
+        if self.close_cause is None:
+            self.close_cause = "local-abort"
+        self.muxed.abort(None)
+
+    def __repr__(self) -> str:
+        return (f"<Connection {self.id} {self.direction.value} {self.remote_peer!s} via {self.remote_addr}"
+                f" {self.transport}/{self.security}/{self.muxer}{' closed' if self.is_closed() else ''}>")

@@ -1,0 +1,574 @@
+"""The swarm: listeners, dialing, the set of live connections per peer, and inbound stream routing.
+
+Invariants (the founding lesson of this project):
+- a peer may have several connections; :meth:`Swarm.best_connection` never returns one known to be closed;
+- opening a stream that fails on one connection checks that connection (closing it if dead) and retries on
+  another live connection or a fresh dial, within the caller's deadline;
+- every connection yields exactly one ConnectionOpened then exactly one ConnectionClosed event, and
+  PeerConnected/PeerDisconnected fire only on 0 ↔ ≥1 transitions;
+- every wait is bounded by a named setting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from ..core.interfaces import Direction, LocalIdentity, Transport
+from ..core.pipe import Pipe
+from ..crypto.peer_id import PeerId
+from ..exceptions import (
+    ConnectionClosed,
+    DeadlineExceeded,
+    DialError,
+    GaterRefused,
+    Libp2pError,
+    NegotiationError,
+    NoTransportForAddress,
+    ProtocolNotSupported,
+)
+from ..multiaddr import Multiaddr
+from ..multistream import handle_protocol
+from . import events as ev
+from .connection import Connection, Stream
+from .gater import ConnectionGater
+from .peerstore import CONNECTED_ADDR_TTL, RECENTLY_CONNECTED_ADDR_TTL, Peerstore
+from .upgrader import Upgrader
+
+log = logging.getLogger(__name__)
+
+StreamHandler = Callable[[Stream], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class SwarmConfig:
+    dial_timeout: float = 15.0
+    """Seconds for a whole dial to a peer, across all its addresses (go: 15 s)."""
+    dial_addr_stagger: float = 0.25
+    """Happy-eyeballs delay between starting dials to successive ranked addresses."""
+    max_parallel_dials: int = 8
+    """Addresses of one peer dialed at once (go: DefaultPerPeerRateLimit = 8)."""
+    new_stream_timeout: float = 15.0
+    """Default seconds for new_stream: open + protocol negotiation, retries included."""
+    inbound_negotiation_timeout: float = 10.0
+    """Seconds a remote has to negotiate a protocol on a stream it opened."""
+    max_negotiating_inbound_streams: int = 128
+    """Inbound streams per connection still negotiating their protocol; excess are reset."""
+    max_connections: int = 4096
+    """Total connections; inbound connections beyond it are refused."""
+    max_connections_per_peer: int = 8
+    liveness_check_timeout: float = 2.0
+    """Seconds to wait for a muxer ping when a stream open failed on a connection that claims to be up."""
+    backoff_base: float = 5.0
+    backoff_coef: float = 1.0
+    backoff_max: float = 300.0
+    close_timeout: float = 2.0
+    """Seconds ``close()`` waits for connections to close gracefully before aborting them."""
+
+
+class _DialBackoff:
+    """go's swarm backoff: base + coef * tries², capped; per (peer, address)."""
+
+    def __init__(self, cfg: SwarmConfig) -> None:
+        self._cfg = cfg
+        self._entries: dict[tuple[PeerId, Multiaddr], tuple[int, float]] = {}
+
+    def backed_off(self, peer: PeerId, addr: Multiaddr) -> bool:
+        e = self._entries.get((peer, addr))
+        return e is not None and time.monotonic() < e[1]
+
+    def failed(self, peer: PeerId, addr: Multiaddr) -> None:
+        tries = self._entries.get((peer, addr), (0, 0.0))[0] + 1
+        c = self._cfg
+        delay = min(c.backoff_base + c.backoff_coef * tries * tries, c.backoff_max)
+        self._entries[(peer, addr)] = (tries, time.monotonic() + delay)
+        if len(self._entries) > 10000:  # bound memory: drop expired entries
+            now = time.monotonic()
+            self._entries = {k: v for k, v in self._entries.items() if v[1] > now}
+
+    def clear(self, peer: PeerId) -> None:
+        for k in [k for k in self._entries if k[0] == peer]:
+            del self._entries[k]
+
+
+def rank_addrs(addrs: Iterable[Multiaddr]) -> list[Multiaddr]:
+    """Order addresses for dialing: QUIC before TCP before WebSocket before others; IPv6 before IPv4 within a
+    transport (happy eyeballs then staggers them); loopback/private before public; lower ports first."""
+
+    def score(a: Multiaddr) -> tuple[int, int, int]:
+        names = [p for p, _ in a.items()]
+        if "p2p-circuit" in names:
+            t = 9
+        elif "quic-v1" in names and "webtransport" not in names:
+            t = 0
+        elif "webtransport" in names:
+            t = 2
+        elif "ws" in names or "wss" in names:
+            t = 4
+        elif "tcp" in names:
+            t = 3
+        else:
+            t = 5
+        v6 = 0 if names and names[0] in ("ip6", "dns6") else 1
+        port = 0
+        for p, v in a.items():
+            if p in ("tcp", "udp") and v is not None:
+                port = int(v)
+                break
+        return (t, v6, port)
+
+    return sorted(addrs, key=score)
+
+
+class Swarm:
+    def __init__(self, identity: LocalIdentity, transports: Sequence[Transport], upgrader: Upgrader,
+                 peerstore: Peerstore, bus: ev.EventBus, config: SwarmConfig | None = None,
+                 gater: ConnectionGater | None = None) -> None:
+        self.identity = identity
+        self.local_peer = identity.peer_id
+        self.transports = list(transports)
+        self.upgrader = upgrader
+        self.peerstore = peerstore
+        self.bus = bus
+        self.config = config or SwarmConfig()
+        self.gater = gater or ConnectionGater()
+        self._conns: dict[PeerId, list[Connection]] = {}
+        self._listeners: list[tuple[Multiaddr, object]] = []
+        self._dials: dict[PeerId, asyncio.Task[Connection]] = {}
+        self._tasks: set[asyncio.Task[object]] = set()
+        self._handlers: dict[str, StreamHandler] = {}
+        self._backoff = _DialBackoff(self.config)
+        self._closed = False
+        self._pending_inbound = 0
+
+    # -- protocol handlers --------------------------------------------------------------------------------------
+    def set_stream_handler(self, protocol: str, handler: StreamHandler) -> None:
+        self._handlers[protocol] = handler
+
+    def remove_stream_handler(self, protocol: str) -> None:
+        self._handlers.pop(protocol, None)
+
+    @property
+    def protocols(self) -> list[str]:
+        return sorted(self._handlers)
+
+    # -- tasks ------------------------------------------------------------------------------------------------------
+    def _spawn(self, coro: Awaitable[object], name: str | None = None) -> asyncio.Task[object]:
+        task: asyncio.Task[object] = asyncio.ensure_future(coro)
+        if name:
+            task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- listening ----------------------------------------------------------------------------------------------------
+    def _transport_for(self, addr: Multiaddr, *, listen: bool) -> Transport | None:
+        for t in self.transports:
+            if (t.can_listen(addr) if listen else t.can_dial(addr)):
+                return t
+        return None
+
+    async def listen(self, addrs: Iterable[Multiaddr | str]) -> list[Multiaddr]:
+        bound: list[Multiaddr] = []
+        for a in addrs:
+            addr = Multiaddr(a) if isinstance(a, str) else a
+            t = self._transport_for(addr, listen=True)
+            if t is None:
+                raise NoTransportForAddress(f"no transport can listen on {addr}")
+            listener = await t.listen(addr, self._make_inbound_handler(t.name))
+            for la in listener.listen_addrs:
+                self._listeners.append((la, listener))
+                bound.append(la)
+                self.bus.emit(ev.ListenStarted(la))
+        return bound
+
+    @property
+    def listen_addrs(self) -> list[Multiaddr]:
+        return [a for a, _ in self._listeners]
+
+    def _make_inbound_handler(self, transport_name: str) -> Callable[[Pipe], Awaitable[None]]:
+        async def handle(pipe: Pipe) -> None:
+            if self._closed:
+                pipe.abort()
+                return
+            if not self.gater.allow_accept(pipe.remote_addr):
+                pipe.abort()
+                return
+            if self.num_connections + self._pending_inbound >= self.config.max_connections:
+                log.debug("refusing inbound connection from %s: connection limit", pipe.remote_addr)
+                pipe.abort()
+                return
+            self._pending_inbound += 1
+            try:
+                up = await self.upgrader.upgrade(pipe, Direction.INBOUND)
+            except (Libp2pError, OSError, EOFError) as e:
+                log.debug("inbound upgrade from %s failed: %r", pipe.remote_addr, e)
+                return
+            finally:
+                self._pending_inbound -= 1
+            if self._closed:
+                up.muxed.abort(None)
+                return
+            peer = up.session.remote_peer
+            if len(self._live(peer)) >= self.config.max_connections_per_peer:
+                log.debug("refusing connection from %s: per-peer connection limit", peer)
+                await up.muxed.close()
+                return
+            self._add_connection(up, pipe, Direction.INBOUND, transport_name)
+
+        return handle
+
+    # -- connections --------------------------------------------------------------------------------------------------
+    def _live(self, peer: PeerId) -> list[Connection]:
+        return [c for c in self._conns.get(peer, ()) if not c.is_closed()]
+
+    def connections(self, peer: PeerId | None = None) -> list[Connection]:
+        """Live connections (to ``peer``, or all)."""
+        if peer is not None:
+            return self._live(peer)
+        return [c for lst in self._conns.values() for c in lst if not c.is_closed()]
+
+    @property
+    def num_connections(self) -> int:
+        return sum(len(v) for v in self._conns.values())
+
+    def connected_peers(self) -> list[PeerId]:
+        return [p for p in self._conns if self._live(p)]
+
+    def is_connected(self, peer: PeerId) -> bool:
+        return bool(self._live(peer))
+
+    def best_connection(self, peer: PeerId, exclude: Iterable[Connection] = ()) -> Connection | None:
+        """The connection to use for a new stream: never a closed one; unlimited over limited, then one whose
+        identify completed, then the newest."""
+        excluded = set(map(id, exclude))
+        best: Connection | None = None
+        best_key: tuple[int, int, int] | None = None
+        for c in self._conns.get(peer, ()):
+            if c.is_closed() or id(c) in excluded:
+                continue
+            key = (0 if c.limited else 1, 1 if c.identified.is_set() else 0, c.id)
+            if best_key is None or key > best_key:
+                best, best_key = c, key
+        return best
+
+    def _add_connection(self, up: object, pipe: Pipe, direction: Direction, transport: str) -> Connection:
+        from .upgrader import Upgraded
+
+        assert isinstance(up, Upgraded)
+        s = up.session
+        conn = Connection(
+            up.muxed, local_peer=self.local_peer, remote_peer=s.remote_peer,
+            remote_public_key=s.remote_public_key,
+            local_addr=pipe.local_addr,  # type: ignore[arg-type]
+            remote_addr=pipe.remote_addr,  # type: ignore[arg-type]
+            direction=direction, transport=transport, security=s.security_protocol, muxer=up.muxer,
+        )
+        peer = conn.remote_peer
+        lst = self._conns.setdefault(peer, [])
+        lst.append(conn)
+        with contextlib.suppress(ValueError):
+            self.peerstore.add_public_key(peer, s.remote_public_key)
+        if conn.remote_addr is not None and direction is Direction.OUTBOUND:
+            self.peerstore.add_addrs(peer, [conn.remote_addr], CONNECTED_ADDR_TTL)
+        log.debug("connection opened: %r", conn)
+        count = len(lst)
+        self.bus.emit(ev.ConnectionOpened(conn, peer, count))
+        if count == 1:
+            self.bus.emit(ev.PeerConnected(peer))
+        up.muxed.set_inbound_stream_handler(lambda ms: self._on_inbound_stream(conn, ms))
+        up.muxed.set_close_callback(lambda exc: self._on_connection_closed(conn, exc))
+        return conn
+
+    def _on_connection_closed(self, conn: Connection, exc: BaseException | None) -> None:
+        cause = conn.close_cause or (getattr(exc, "cause", None) if exc is not None else None) or (
+            "error" if exc is not None and not isinstance(exc, ConnectionClosed) else "remote-closed")
+        conn._mark_closed(cause)
+        peer = conn.remote_peer
+        lst = self._conns.get(peer, [])
+        if conn in lst:
+            lst.remove(conn)
+        else:
+            return  # already handled
+        remaining = len(lst)
+        if not lst:
+            self._conns.pop(peer, None)
+        for s in list(conn.streams):
+            s._done()
+        log.debug("connection closed (%s): %r; %d remain", cause, conn, remaining)
+        self.bus.emit(ev.ConnectionClosed(conn, peer, cause, remaining))
+        if remaining == 0:
+            self.peerstore.set_addrs_ttl(peer, RECENTLY_CONNECTED_ADDR_TTL)
+            self.bus.emit(ev.PeerDisconnected(peer))
+
+    def _stream_done(self, s: Stream) -> None:
+        s.conn.streams.discard(s)
+        self.bus.emit(ev.StreamClosed(s.remote_peer, s.protocol, s.direction.value, s.conn.id))
+
+    # -- inbound streams ----------------------------------------------------------------------------------------
+    def _on_inbound_stream(self, conn: Connection, ms: object) -> None:
+        from ..core.interfaces import MuxedStream
+
+        assert isinstance(ms, MuxedStream)
+        negotiating = getattr(conn, "_negotiating", 0)
+        if negotiating >= self.config.max_negotiating_inbound_streams or self._closed:
+            self._spawn(ms.reset())
+            return
+        conn._negotiating = negotiating + 1  # type: ignore[attr-defined]
+        self._spawn(self._handle_inbound_stream(conn, ms), name=f"inbound-stream-{conn.id}")
+
+    async def _handle_inbound_stream(self, conn: Connection, ms: object) -> None:
+        from ..core.interfaces import MuxedStream
+
+        assert isinstance(ms, MuxedStream)
+        timeout = self.config.inbound_negotiation_timeout
+        try:
+            try:
+                proto = await handle_protocol(ms, self._handlers, timeout=timeout)
+            finally:
+                conn._negotiating -= 1  # type: ignore[attr-defined]
+        except (Libp2pError, OSError, EOFError, asyncio.IncompleteReadError, TimeoutError) as e:
+            log.debug("inbound stream negotiation on %r failed: %r", conn, e)
+            await ms.reset()
+            return
+        handler = self._handlers.get(proto)
+        if handler is None:  # removed meanwhile
+            await ms.reset()
+            return
+        stream = Stream(ms, conn, proto, Direction.INBOUND, self._stream_done)
+        conn.streams.add(stream)
+        self.bus.emit(ev.StreamOpened(conn.remote_peer, proto, "inbound", conn.id))
+        try:
+            await handler(stream)
+        except asyncio.CancelledError:
+            await stream.reset()
+            raise
+        except Exception as e:
+            log.debug("handler for %s failed: %r", proto, e)
+            await stream.reset()
+
+    # -- dialing ------------------------------------------------------------------------------------------------------
+    async def dial_peer(self, peer: PeerId, addrs: Sequence[Multiaddr] | None = None, *,
+                        new_connection: bool = False, timeout: float | None = None) -> Connection:
+        """A live connection to ``peer``: an existing one, a dial already under way, or a new dial.
+
+        ``addrs`` given by the caller are dialed even if in backoff; otherwise the peerstore's are used.
+        """
+        if peer == self.local_peer:
+            raise DialError("cannot dial self")
+        if self._closed:
+            raise DialError("swarm is closed")
+        if not self.gater.allow_dial_peer(peer):
+            raise GaterRefused(f"gater refused dialing {peer}")
+        if not new_connection:
+            c = self.best_connection(peer)
+            if c is not None:
+                return c
+            pending = self._dials.get(peer)
+            if pending is not None and not pending.done():
+                return await self._await_dial(pending, timeout)
+        explicit = addrs is not None
+        if addrs is None:
+            addrs = self.peerstore.addrs(peer)
+        task: asyncio.Task[Connection] = asyncio.ensure_future(
+            self._dial(peer, list(addrs), explicit=explicit)
+        )
+        if not new_connection:
+            self._dials[peer] = task
+            task.add_done_callback(lambda t: self._dials.pop(peer, None) if self._dials.get(peer) is t else None)
+        self._tasks.add(task)  # type: ignore[arg-type]
+        task.add_done_callback(self._tasks.discard)  # type: ignore[arg-type]
+        return await self._await_dial(task, timeout)
+
+    async def _await_dial(self, task: asyncio.Task[Connection], timeout: float | None) -> Connection:
+        t = self.config.dial_timeout if timeout is None else timeout
+        try:
+            async with asyncio.timeout(t):
+                # shield: one caller timing out must not cancel a dial others share
+                return await asyncio.shield(task)
+        except TimeoutError:
+            raise DeadlineExceeded("dial", t) from None
+
+    async def _dial(self, peer: PeerId, addrs: list[Multiaddr], *, explicit: bool) -> Connection:
+        candidates: list[Multiaddr] = []
+        errors: dict[str, BaseException] = {}
+        seen: set[Multiaddr] = set()
+        for a in addrs:
+            base, pid = a.split_peer_id()
+            if pid is not None and pid != str(peer):
+                errors[str(a)] = DialError(f"address is for peer {pid}")
+                continue
+            if base in seen:
+                continue
+            seen.add(base)
+            if self._transport_for(base, listen=False) is None:
+                errors[str(a)] = NoTransportForAddress(f"no transport for {a}")
+                continue
+            if not self.gater.allow_dial_addr(peer, base):
+                errors[str(a)] = GaterRefused(f"gater refused {a}")
+                continue
+            if not explicit and self._backoff.backed_off(peer, base):
+                errors[str(a)] = DialError(f"{a} is in dial backoff")
+                continue
+            candidates.append(base)
+        if not candidates:
+            raise DialError(f"no dialable address for {peer}", errors)
+        ranked = rank_addrs(candidates)
+        try:
+            async with asyncio.timeout(self.config.dial_timeout):
+                return await self._race(peer, ranked, errors)
+        except TimeoutError:
+            raise DialError(f"dialing {peer} timed out after {self.config.dial_timeout:g} s", errors) from None
+
+    async def _race(self, peer: PeerId, ranked: list[Multiaddr], errors: dict[str, BaseException]) -> Connection:
+        """Happy eyeballs: start the ranked addresses staggered; the first upgraded connection wins, the others
+        are cancelled (their half-made connections aborted, so the listener sees them go)."""
+        sem = asyncio.Semaphore(self.config.max_parallel_dials)
+        stagger = self.config.dial_addr_stagger
+
+        async def attempt(i: int, addr: Multiaddr) -> Connection:
+            if i:
+                await asyncio.sleep(stagger * i)
+            async with sem:
+                return await self._dial_addr(peer, addr)
+
+        tasks = [asyncio.ensure_future(attempt(i, a)) for i, a in enumerate(ranked)]
+        addr_of = {t: a for t, a in zip(tasks, ranked, strict=True)}
+        winner: Connection | None = None
+        pending = set(tasks)
+        try:
+            while pending and winner is None:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for t in done:
+                    if t.cancelled():
+                        continue
+                    exc = t.exception()
+                    if exc is None:
+                        if winner is None:
+                            winner = t.result()
+                        else:  # a second success at the same moment: close it, we keep one
+                            self._spawn(t.result().close())
+                    else:
+                        errors[str(addr_of[t])] = exc
+                        self._backoff.failed(peer, addr_of[t])
+        finally:
+            for t in pending:
+                t.cancel()
+            if pending:
+                results = await asyncio.gather(*pending, return_exceptions=True)
+                for r in results:
+                    if isinstance(r, Connection):
+                        self._spawn(r.close())
+        if winner is None:
+            raise DialError(f"failed to dial {peer} on {len(ranked)} address(es)", errors)
+        self._backoff.clear(peer)
+        return winner
+
+    async def _dial_addr(self, peer: PeerId, addr: Multiaddr) -> Connection:
+        t = self._transport_for(addr, listen=False)
+        if t is None:
+            raise NoTransportForAddress(f"no transport for {addr}")
+        pipe = await t.dial(addr)
+        up = await self.upgrader.upgrade(pipe, Direction.OUTBOUND, peer)
+        if self._closed:
+            up.muxed.abort(None)
+            raise DialError("swarm closed during dial")
+        return self._add_connection(up, pipe, Direction.OUTBOUND, t.name)
+
+    # -- streams -------------------------------------------------------------------------------------------------------
+    async def new_stream(self, peer: PeerId, protocols: Sequence[str], *, timeout: float | None = None,
+                         allow_dial: bool = True, allow_limited: bool = False) -> Stream:
+        """Open a stream to ``peer`` negotiating one of ``protocols``.
+
+        Fails over: if opening fails on a connection, that connection is checked (closed if dead) and the open
+        is retried on another live connection, or on a fresh dial, until ``timeout`` runs out.
+        """
+        t = self.config.new_stream_timeout if timeout is None else timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + t
+        tried: list[Connection] = []
+        last_error: BaseException | None = None
+        dialed = False
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                if last_error is not None:
+                    raise DeadlineExceeded("new stream", t) from last_error
+                raise DeadlineExceeded("new stream", t)
+            conn = self.best_connection(peer, exclude=tried)
+            if conn is not None and conn.limited and not allow_limited:
+                conn = None
+            if conn is None:
+                if not allow_dial or dialed:
+                    raise DialError(f"no usable connection to {peer}") from last_error
+                dialed = True
+                conn = await self.dial_peer(peer, timeout=remaining, new_connection=bool(tried))
+            try:
+                s = await conn.open_stream(protocols, timeout=remaining, on_done=self._stream_done)
+            except (ProtocolNotSupported, NegotiationError) as e:
+                if isinstance(e, ProtocolNotSupported) or conn.is_closed() is False:
+                    raise
+                last_error = e
+            except DeadlineExceeded:
+                raise
+            except (Libp2pError, OSError, EOFError, asyncio.IncompleteReadError) as e:
+                last_error = e
+                tried.append(conn)
+                if not conn.is_closed():
+                    await self._check_liveness(conn)
+                continue
+            else:
+                self.bus.emit(ev.StreamOpened(peer, s.protocol, "outbound", conn.id))
+                return s
+
+    async def _check_liveness(self, conn: Connection) -> None:
+        """After a failure on a connection that claims to be up: ping it through the muxer, and close it if
+        it does not answer in time."""
+        ping = getattr(conn.muxed, "ping", None)
+        if ping is None:
+            return
+        try:
+            async with asyncio.timeout(self.config.liveness_check_timeout):
+                await ping()
+        except (TimeoutError, Libp2pError, OSError):
+            log.debug("connection %r failed its liveness check; closing", conn)
+            conn.close_cause = "liveness-check-failed"
+            conn.abort()
+
+    # -- closing -----------------------------------------------------------------------------------------------------
+    async def close_peer(self, peer: PeerId) -> None:
+        conns = self._live(peer)
+        await asyncio.gather(*(c.close() for c in conns), return_exceptions=True)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        listeners = {id(lst): lst for _, lst in self._listeners}
+        for addr, _ in self._listeners:
+            self.bus.emit(ev.ListenStopped(addr))
+        self._listeners.clear()
+        await asyncio.gather(*(lst.close() for lst in listeners.values()),  # type: ignore[attr-defined]
+                             return_exceptions=True)
+        for d in list(self._dials.values()):
+            d.cancel()
+        conns = self.connections()
+        if conns:
+            try:
+                async with asyncio.timeout(self.config.close_timeout):
+                    await asyncio.gather(*(c.close() for c in conns), return_exceptions=True)
+            except TimeoutError:
+                pass
+            for c in conns:
+                if not c.is_closed():
+                    c.abort()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=self.config.close_timeout)
+        # Close callbacks of aborted connections may still be scheduled; let them run.
+        await asyncio.sleep(0)
