@@ -61,6 +61,8 @@ class SwarmConfig:
     max_connections: int = 4096
     """Total connections; inbound connections beyond it are refused."""
     max_connections_per_peer: int = 8
+    stream_probe_delay: float = 1.0
+    """If opening a stream takes longer than this, the connection is probed with a muxer ping meanwhile."""
     liveness_check_timeout: float = 2.0
     """Seconds to wait for a muxer ping when a stream open failed on a connection that claims to be up."""
     backoff_base: float = 5.0
@@ -508,7 +510,7 @@ class Swarm:
                 dialed = True
                 conn = await self.dial_peer(peer, timeout=remaining, new_connection=bool(tried))
             try:
-                s = await conn.open_stream(protocols, timeout=remaining, on_done=self._stream_done)
+                s = await self._open_with_probe(conn, protocols, remaining)
             except (ProtocolNotSupported, NegotiationError) as e:
                 if isinstance(e, ProtocolNotSupported) or conn.is_closed() is False:
                     raise
@@ -524,6 +526,24 @@ class Swarm:
             else:
                 self.bus.emit(ev.StreamOpened(peer, s.protocol, "outbound", conn.id))
                 return s
+
+    async def _open_with_probe(self, conn: Connection, protocols: Sequence[str], timeout: float) -> Stream:
+        """Open a stream on ``conn``; if that takes longer than ``stream_probe_delay``, probe the connection
+        with a muxer ping meanwhile, so a silently dead connection is closed (and the caller fails over) long
+        before the caller's deadline."""
+        task = asyncio.ensure_future(conn.open_stream(protocols, timeout=timeout, on_done=self._stream_done))
+        probe: asyncio.Future[None] | None = None
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self.config.stream_probe_delay)
+            if not done:
+                probe = asyncio.ensure_future(self._check_liveness(conn))
+            return await task
+        except BaseException:
+            task.cancel()
+            raise
+        finally:
+            if probe is not None:
+                probe.cancel()
 
     async def _check_liveness(self, conn: Connection) -> None:
         """After a failure on a connection that claims to be up: ping it through the muxer, and close it if
