@@ -1,0 +1,433 @@
+"""asyncio adapter for the yamux engine: :class:`YamuxSession` (``MuxedConnection``) and
+:class:`YamuxStream` (``MuxedStream``).
+
+Spec: libp2p/specs ``yamux/README.md``; keep-alive behaviour follows go-yamux (a Ping when no frame arrived
+for ``keepalive_interval``; the session ends if nothing arrives within ``keepalive_timeout`` after it).
+
+The session is its pipe's receiver: received chunks go straight through the engine into the streams' read
+buffers from the pipe callback. There is no task per stream or per frame; frames queued in one loop
+iteration leave in one ``pipe.write``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+
+from ...core.interfaces import Direction, MuxedStream, StreamCallback
+from ...core.pipe import Pipe, PipeReader
+from ...exceptions import ConnectionClosed, ResourceLimitExceeded, StreamReset
+from ..buffered_stream import BufferedStream
+from .engine import (
+    GOAWAY_NORMAL,
+    PROTOCOL_ID,
+    DataReceived,
+    GoAwayReceived,
+    ProtocolError,
+    StreamAcknowledged,
+    StreamEOF,
+    StreamOpened,
+    StreamResetEvent,
+    WindowUpdated,
+    YamuxConfig,
+    YamuxEngine,
+)
+
+__all__ = ["YamuxMuxer", "YamuxSession", "YamuxStream"]
+
+_FLUSH_NOW_BYTES = 64 * 1024  # queued output beyond this is written at once instead of at the loop's end
+
+
+class YamuxStream(BufferedStream):
+    """One yamux stream. Reads credit the peer as bytes are consumed; writes wait for the peer's window
+    and for the pipe to drain. Yamux carries no reset code: ``reset(code)`` ignores ``code``."""
+
+    __slots__ = ("_session",)
+
+    def __init__(self, session: YamuxSession, stream_id: int, direction: Direction) -> None:
+        super().__init__(stream_id, direction)
+        self._session = session
+
+    def _consumed(self, n: int) -> None:
+        self._session._acknowledge(self._stream_id, n)
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._check_writable()
+        mv = memoryview(data)
+        if mv.format != "B" or mv.ndim != 1:
+            mv = mv.cast("B")
+        session = self._session
+        off = 0
+        total = len(mv)
+        while off < total:
+            self._check_writable()
+            n = session._send_data(self._stream_id, mv[off:] if off else mv)
+            if n:
+                off += n
+            else:
+                await self._wait_writable()
+        await session._drain()
+
+    async def close_write(self) -> None:
+        if self._write_closed or self._error is not None:
+            return
+        self._write_closed = True
+        self._session._send_fin(self)
+
+    async def close(self) -> None:
+        await self.close_write()
+        self._close_read()
+
+    async def reset(self, code: int = 0) -> None:
+        if self._error is not None:
+            return
+        self._session._send_reset(self)
+        self.fail(StreamReset("stream reset locally", remote=False))
+
+
+class YamuxSession:
+    """A yamux session over a secured pipe; see the module docstring."""
+
+    def __init__(self, reader: PipeReader, *, is_initiator: bool, config: YamuxConfig | None = None) -> None:
+        self.config = config if config is not None else YamuxConfig()
+        self._loop = asyncio.get_running_loop()
+        self._pipe: Pipe = reader.pipe
+        self._engine = YamuxEngine(is_initiator, self.config)
+        self._streams: dict[int, YamuxStream] = {}
+        self._pending_inbound: deque[YamuxStream] = deque()
+        self._handler: StreamCallback | None = None
+        self._close_callback: Callable[[BaseException | None], None] | None = None
+        self._closed = False
+        self._close_exc: ConnectionClosed | None = None
+        self._close_report: BaseException | None = None  # what the close callback receives
+        self._callback_done = False
+        self._flush_scheduled = False
+        self._open_waiters: list[asyncio.Future[None]] = []
+        self._last_rx = self._loop.time()
+        self._ping_sent_at = 0.0
+        self._keepalive_handle: asyncio.TimerHandle | None = None
+        self._rtt_handle: asyncio.TimerHandle | None = None
+        self._control_bytes = 0
+        self._control_drain: asyncio.Task[None] | None = None
+        if self.config.keepalive_interval > 0:
+            self._keepalive_handle = self._loop.call_later(
+                self.config.keepalive_interval, self._keepalive_tick
+            )
+        if self.config.rtt_measure_interval > 0:
+            self._engine.ping(self._loop.time())
+            self._rtt_handle = self._loop.call_later(self.config.rtt_measure_interval, self._measure_rtt)
+            self._schedule_flush()
+        reader.hand_over(self)
+
+    # -- MuxedConnection --------------------------------------------------------------------------------
+    @property
+    def num_streams(self) -> int:
+        return len(self._streams)
+
+    @property
+    def rtt(self) -> float | None:
+        """The last measured round-trip time (seconds), from our pings."""
+        return self._engine.rtt
+
+    @property
+    def engine(self) -> YamuxEngine:
+        return self._engine
+
+    def is_closed(self) -> bool:
+        return self._closed
+
+    def set_inbound_stream_handler(self, callback: StreamCallback) -> None:
+        self._handler = callback
+        while self._pending_inbound and self._handler is callback:
+            callback(self._pending_inbound.popleft())
+
+    def set_close_callback(self, callback: Callable[[BaseException | None], None]) -> None:
+        self._close_callback = callback
+        if self._closed:
+            self._run_close_callback()
+
+    async def open_stream(self) -> MuxedStream:
+        while True:
+            if self._closed:
+                assert self._close_exc is not None
+                raise self._close_exc
+            try:
+                sid = self._engine.open_stream(self._loop.time())
+            except ResourceLimitExceeded:  # ACK backlog full: wait for an ACK or a reset
+                fut = self._loop.create_future()
+                self._open_waiters.append(fut)
+                try:
+                    await fut
+                finally:
+                    if fut in self._open_waiters:
+                        self._open_waiters.remove(fut)
+                continue
+            stream = YamuxStream(self, sid, Direction.OUTBOUND)
+            self._streams[sid] = stream
+            self._schedule_flush()
+            return stream
+
+    async def close(self, code: int = GOAWAY_NORMAL) -> None:
+        if self._closed:
+            return
+        self._engine.go_away(code)
+        self._flush()
+        self._shutdown(ConnectionClosed("connection closed locally", cause="local-closed", code=code), None)
+        self._pipe.close()
+
+    def abort(self, exc: BaseException | None = None) -> None:
+        if self._closed:
+            return
+        err = ConnectionClosed("connection aborted", cause="aborted")
+        if exc is not None:
+            err.__cause__ = exc
+        self._shutdown(err, exc)
+        self._pipe.abort()
+
+    # -- PipeReceiver -----------------------------------------------------------------------------------
+    def pipe_data_received(self, data: bytes) -> None:
+        if self._closed:
+            return
+        now = self._loop.time()
+        self._last_rx = now
+        engine = self._engine
+        streams = self._streams
+        for ev in engine.receive_data(data, now):
+            if isinstance(ev, DataReceived):
+                s = streams.get(ev.stream_id)
+                if s is not None:
+                    s.feed(ev.data)
+            elif isinstance(ev, WindowUpdated):
+                s = streams.get(ev.stream_id)
+                if s is not None:
+                    s.wake_writer()
+            elif isinstance(ev, StreamOpened):
+                self._on_stream_opened(ev.stream_id)
+            elif isinstance(ev, StreamEOF):
+                s = streams.get(ev.stream_id)
+                if s is not None:
+                    s.feed_eof()
+                    self._maybe_forget(s)
+            elif isinstance(ev, StreamResetEvent):
+                s = streams.pop(ev.stream_id, None)
+                if s is not None:
+                    s.fail(StreamReset("stream reset by the peer", remote=True))
+                self._wake_openers()
+            elif isinstance(ev, StreamAcknowledged):
+                self._wake_openers()
+            elif isinstance(ev, GoAwayReceived):
+                self._wake_openers()
+                if ev.code != GOAWAY_NORMAL:
+                    err = ConnectionClosed(
+                        "peer sent GoAway with an error", cause="remote-goaway", code=ev.code
+                    )
+                    self._fail(err)
+                    return
+            elif isinstance(ev, ProtocolError):
+                err = ConnectionClosed("peer violated the yamux protocol", cause="protocol-error", code=1)
+                err.__cause__ = ev.error
+                self._flush()
+                self._fail(err, report=ev.error)
+                return
+        if engine.pending_output:
+            self._control_bytes += engine.pending_output
+            self._flush()
+            if self._control_bytes > self.config.max_unflushed_control_bytes and self._control_drain is None:
+                self._pipe.pause_reading()
+                self._control_drain = self._loop.create_task(self._drain_control())
+
+    def pipe_eof_received(self) -> None:
+        if self._closed:
+            return
+        goaway = self._engine.remote_goaway
+        cause = "remote-goaway" if goaway is not None else "remote-closed"
+        self._fail(ConnectionClosed("connection closed by the peer", cause=cause, code=goaway or 0))
+
+    def pipe_connection_lost(self, exc: BaseException | None) -> None:
+        if self._closed:
+            return
+        goaway = self._engine.remote_goaway
+        if exc is not None:
+            err = ConnectionClosed("connection lost", cause="error")
+            err.__cause__ = exc
+        else:
+            cause = "remote-goaway" if goaway is not None else "remote-closed"
+            err = ConnectionClosed("connection closed by the peer", cause=cause, code=goaway or 0)
+        self._shutdown(err, err)
+
+    # -- internals --------------------------------------------------------------------------------------
+    def _on_stream_opened(self, sid: int) -> None:
+        stream = YamuxStream(self, sid, Direction.INBOUND)
+        self._streams[sid] = stream
+        if self._handler is not None and not self._pending_inbound:
+            self._handler(stream)
+        else:
+            self._pending_inbound.append(stream)
+
+    def _maybe_forget(self, stream: YamuxStream) -> None:
+        if not self._engine.has_stream(stream.stream_id):
+            self._streams.pop(stream.stream_id, None)
+
+    def _wake_openers(self) -> None:
+        waiters, self._open_waiters = self._open_waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._closed:
+            return
+        data = self._engine.data_to_send()
+        if data:
+            try:
+                self._pipe.write(data)
+            except ConnectionClosed as exc:
+                self._fail(exc)
+
+    async def _drain(self) -> None:
+        if self._engine.pending_output >= _FLUSH_NOW_BYTES:
+            self._flush()
+        try:
+            await self._pipe.drain()
+        except ConnectionClosed:
+            if self._close_exc is not None:
+                raise self._close_exc from None
+            raise
+
+    async def _drain_control(self) -> None:
+        try:
+            await self._pipe.drain()
+        except ConnectionClosed:
+            pass
+        finally:
+            self._control_drain = None
+            self._control_bytes = 0
+            if not self._closed:
+                self._pipe.resume_reading()
+
+    def _send_data(self, sid: int, data: memoryview) -> int:
+        if self._closed:
+            assert self._close_exc is not None
+            raise self._close_exc
+        n = self._engine.send_data(sid, data)
+        if n:
+            if self._engine.pending_output >= _FLUSH_NOW_BYTES:
+                self._flush()
+            else:
+                self._schedule_flush()
+        return n
+
+    def _send_fin(self, stream: YamuxStream) -> None:
+        if self._closed:
+            return
+        self._engine.send_fin(stream.stream_id)
+        self._maybe_forget(stream)
+        self._schedule_flush()
+
+    def _send_reset(self, stream: YamuxStream) -> None:
+        if self._closed:
+            return
+        self._engine.send_reset(stream.stream_id)
+        self._streams.pop(stream.stream_id, None)
+        self._wake_openers()
+        self._schedule_flush()
+
+    def _acknowledge(self, sid: int, n: int) -> None:
+        if self._closed:
+            return
+        engine = self._engine
+        before = engine.pending_output
+        engine.acknowledge_received_data(sid, n, self._loop.time())
+        if engine.pending_output != before:
+            self._schedule_flush()
+
+    def _keepalive_tick(self) -> None:
+        self._keepalive_handle = None
+        if self._closed:
+            return
+        now = self._loop.time()
+        idle = now - self._last_rx
+        interval = self.config.keepalive_interval
+        if idle < interval:
+            self._keepalive_handle = self._loop.call_later(interval - idle, self._keepalive_tick)
+            return
+        self._engine.ping(now)
+        self._ping_sent_at = now
+        self._flush()
+        self._keepalive_handle = self._loop.call_later(self.config.keepalive_timeout, self._keepalive_check)
+
+    def _keepalive_check(self) -> None:
+        self._keepalive_handle = None
+        if self._closed:
+            return
+        if self._last_rx < self._ping_sent_at:
+            self._fail(
+                ConnectionClosed(
+                    f"no frame within {self.config.keepalive_timeout:g} s of a keep-alive ping",
+                    cause="keepalive-timeout",
+                ),
+                abort=True,
+            )
+            return
+        self._keepalive_tick()
+
+    def _measure_rtt(self) -> None:
+        if self._closed:
+            return
+        self._engine.ping(self._loop.time())
+        self._flush()
+        self._rtt_handle = self._loop.call_later(self.config.rtt_measure_interval, self._measure_rtt)
+
+    def _fail(
+        self, exc: ConnectionClosed, report: BaseException | None = None, *, abort: bool = False
+    ) -> None:
+        """End the session because of the peer or the pipe, and close (or abort) the pipe."""
+        if self._closed:
+            return
+        self._shutdown(exc, report if report is not None else exc)
+        if abort:
+            self._pipe.abort()
+        else:
+            self._pipe.close()
+
+    def _shutdown(self, exc: ConnectionClosed, report: BaseException | None) -> None:
+        self._closed = True
+        self._close_exc = exc
+        self._close_report = report
+        for handle in (self._keepalive_handle, self._rtt_handle):
+            if handle is not None:
+                handle.cancel()
+        self._keepalive_handle = self._rtt_handle = None
+        streams = list(self._streams.values())
+        self._streams.clear()
+        self._pending_inbound.clear()
+        for s in streams:
+            s.fail(exc)
+        self._wake_openers()
+        self._run_close_callback()
+
+    def _run_close_callback(self) -> None:
+        cb = self._close_callback
+        if cb is None or self._callback_done:
+            return
+        self._callback_done = True
+        cb(self._close_report)
+
+
+class YamuxMuxer:
+    """The ``/yamux/1.0.0`` muxer factory (``core.interfaces.MuxerFactory``)."""
+
+    protocol_id = PROTOCOL_ID
+
+    def __init__(self, config: YamuxConfig | None = None) -> None:
+        self.config = config if config is not None else YamuxConfig()
+
+    def create(self, reader: PipeReader, *, is_initiator: bool) -> YamuxSession:
+        return YamuxSession(reader, is_initiator=is_initiator, config=self.config)
