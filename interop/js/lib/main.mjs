@@ -1,0 +1,183 @@
+// The js-libp2p interop peer: one JSON object per line on stdout (events and
+// command replies), logs on stderr, commands as JSON lines on stdin.
+import { createInterface } from 'node:readline'
+import { parseArgs } from 'node:util'
+import { noise } from '@chainsafe/libp2p-noise'
+import { privateKeyFromProtobuf } from '@libp2p/crypto/keys'
+import { identify } from '@libp2p/identify'
+import { mplex } from '@libp2p/mplex'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { ping } from '@libp2p/ping'
+import { tcp } from '@libp2p/tcp'
+import { yamux } from '@libp2p/yamux'
+import { multiaddr } from '@multiformats/multiaddr'
+import { createLibp2p } from 'libp2p'
+import { ECHO_PROTOCOL, makeCommands } from './commands.mjs'
+import { describeConnection, emit, log, setVerbose } from './output.mjs'
+import { serveEcho } from './streams.mjs'
+
+const USAGE = `usage: node peer.mjs [--listen MA]... [--no-listen] [--muxer yamux|mplex|both]
+                    [--private-key HEX] [--no-connection-monitor] [--no-yamux-keepalive] [--verbose]`
+
+function parseOptions (argv) {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      listen: { type: 'string', multiple: true },
+      'no-listen': { type: 'boolean', default: false },
+      muxer: { type: 'string', default: 'yamux' },
+      'private-key': { type: 'string' },
+      'no-connection-monitor': { type: 'boolean', default: false },
+      'no-yamux-keepalive': { type: 'boolean', default: false },
+      verbose: { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false }
+    },
+    strict: true
+  })
+  if (values.help) {
+    process.stderr.write(USAGE + '\n')
+    process.exit(0)
+  }
+  if (!['yamux', 'mplex', 'both'].includes(values.muxer)) {
+    throw new Error(`--muxer must be yamux, mplex or both, not ${values.muxer}\n${USAGE}`)
+  }
+  const listen = values['no-listen'] ? [] : (values.listen ?? ['/ip4/127.0.0.1/tcp/0'])
+  return { ...values, listen }
+}
+
+function makeMuxers (opts) {
+  const y = yamux({ enableKeepAlive: !opts['no-yamux-keepalive'] })
+  const m = mplex()
+  switch (opts.muxer) {
+    case 'yamux': return [y]
+    case 'mplex': return [m]
+    default: return [y, m]
+  }
+}
+
+export async function main (argv) {
+  const opts = parseOptions(argv)
+  setVerbose(opts.verbose)
+
+  const init = {
+    addresses: { listen: opts.listen },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: makeMuxers(opts),
+    connectionMonitor: { enabled: !opts['no-connection-monitor'] },
+    services: {
+      identify: identify(),
+      ping: ping()
+    }
+  }
+  if (opts['private-key'] != null) {
+    init.privateKey = privateKeyFromProtobuf(Buffer.from(opts['private-key'], 'hex'))
+  }
+
+  const node = await createLibp2p(init)
+
+  // identify results by peer id, dropped when the connection they came over closes
+  const identified = new Map()
+  const identifyWaiters = new Set()
+
+  node.addEventListener('connection:open', (evt) => {
+    emit({ event: 'connection:open', ...describeConnection(evt.detail) })
+  })
+  node.addEventListener('connection:close', (evt) => {
+    const conn = evt.detail
+    const key = conn.remotePeer.toString()
+    if (identified.get(key)?.connection?.id === conn.id) identified.delete(key)
+    emit({ event: 'connection:close', ...describeConnection(conn) })
+  })
+  node.addEventListener('peer:identify', (evt) => {
+    const result = evt.detail
+    const key = result.peerId.toString()
+    identified.set(key, result)
+    emit({
+      event: 'peer:identify',
+      peerId: key,
+      protocols: result.protocols,
+      agentVersion: result.agentVersion ?? null,
+      signedPeerRecord: result.signedPeerRecord != null
+    })
+    for (const w of identifyWaiters) w(key)
+  })
+
+  await node.handle(ECHO_PROTOCOL, (stream, connection) => {
+    const peerId = connection.remotePeer.toString()
+    serveEcho(stream).then((bytes) => {
+      emit({ event: 'echo:served', peerId, protocol: ECHO_PROTOCOL, bytes })
+    }, (err) => {
+      log('echo stream failed: %s', err?.message ?? err)
+      emit({ event: 'echo:error', peerId, protocol: ECHO_PROTOCOL, error: String(err?.message ?? err) })
+    })
+  }, { maxInboundStreams: 1024, maxOutboundStreams: 1024 })
+
+  let stopping = null
+  const stop = (code = 0) => {
+    if (stopping != null) return stopping
+    stopping = (async () => {
+      const timer = setTimeout(() => {
+        log('node.stop() did not finish in 5 s, exiting anyway')
+        process.exit(code)
+      }, 5000)
+      try {
+        await node.stop()
+      } catch (err) {
+        log('error while stopping: %s', err?.message ?? err)
+      }
+      clearTimeout(timer)
+      emit({ event: 'stopped' })
+      process.exit(code)
+    })()
+    return stopping
+  }
+
+  const commands = makeCommands({
+    node,
+    identified,
+    identifyWaiters,
+    stop,
+    peerOf: (s) => {
+      if (typeof s !== 'string' || s.length === 0) throw new Error('missing "peer"')
+      return s.startsWith('/') ? multiaddr(s) : peerIdFromString(s)
+    }
+  })
+
+  process.on('SIGTERM', () => { stop(0) })
+  process.on('SIGINT', () => { stop(0) })
+
+  emit({
+    event: 'listening',
+    peerId: node.peerId.toString(),
+    addrs: node.getMultiaddrs().map((ma) => ma.toString()),
+    muxers: opts.muxer
+  })
+
+  const rl = createInterface({ input: process.stdin, crlfDelay: Infinity, terminal: false })
+  rl.on('line', (line) => {
+    line = line.trim()
+    if (line.length === 0) return
+    let msg
+    try {
+      msg = JSON.parse(line)
+    } catch (err) {
+      emit({ id: null, ok: false, error: `invalid JSON command: ${err.message}` })
+      return
+    }
+    const id = msg.id ?? null
+    const handler = Object.hasOwn(commands, msg.cmd) ? commands[msg.cmd] : undefined
+    if (handler == null) {
+      emit({ id, ok: false, error: `unknown command: ${msg.cmd}` })
+      return
+    }
+    Promise.resolve()
+      .then(() => handler(msg))
+      .then((result) => emit({ id, ok: true, ...result }),
+        (err) => emit({ id, ok: false, error: String(err?.message ?? err), code: err?.name ?? 'Error' }))
+  })
+  rl.on('close', () => {
+    log('stdin closed, stopping')
+    stop(0)
+  })
+}
