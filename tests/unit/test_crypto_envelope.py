@@ -28,7 +28,7 @@ ED25519_PRIVATE = bytes.fromhex(
 )
 # /ip4/127.0.0.1/tcp/4001 and /ip6/::1/udp/4001/quic-v1 in binary form.
 ADDR_TCP = bytes.fromhex("047f000001060fa1")
-ADDR_QUIC = bytes.fromhex("29" + "00" * 15 + "01" + "910fa1" + "cc03")
+ADDR_QUIC = bytes.fromhex("29" + "00" * 15 + "01" + "9102" + "0fa1" + "cd03")
 
 
 @pytest.fixture(scope="module")
@@ -207,3 +207,33 @@ def test_fuzz_peer_record_parse(data: bytes) -> None:
         PeerRecord.from_protobuf(data)
     except DecodeError:
         pass
+
+
+# Signed peer records produced by js-libp2p (@libp2p/peer-record 9, interop/js) for the spec's Ed25519 and
+# secp256k1 test keys, with the two addresses above.
+JS_ED25519_RECORD = bytes.fromhex(
+    "0a24080112201ed1e8fae2c4a144b8be8fd4b47bf3d3b34b871c3cacf6010f0e42d474fce27e120203011a560a26002408011220"
+    "1ed1e8fae2c4a144b8be8fd4b47bf3d3b34b871c3cacf6010f0e42d474fce27e10dfd1f0d2a0341a0a0a08047f000001060fa11a"
+    "190a17290000000000000000000000000000000191020fa1cd032a4071f48572d43106b5e26e32b81d8b3a778d6a03c8532acfdf"
+    "c25df5b4b67ccb13256a27101c92fe90cef1d51c4c06c905d9a7032a7ec9367a485fd3e9bf64170b"
+)
+JS_SECP256K1_RECORD = bytes.fromhex(
+    "0a2508021221037777e994e452c21604f91de093ce415f5432f701dd8cd1a7a6fea0e630bfca99120203011a570a270025080212"
+    "21037777e994e452c21604f91de093ce415f5432f701dd8cd1a7a6fea0e630bfca9910b3d2f0d2a0341a0a0a08047f0000010"
+    "60fa11a190a17290000000000000000000000000000000191020fa1cd032a46304402202d8a34e98f25ce065bad0c73d9665f"
+    "f356525df843d08a4ab4295a1d3f71d89c022070300225a04c4dec43cd4449fb944a33de0d37d63e86c05b65327c6c3e781717"
+)
+
+
+def test_js_signed_peer_records_open() -> None:
+    rec, env = open_signed_peer_record(JS_ED25519_RECORD)
+    assert str(rec.peer_id) == "12D3KooWBtg3aaRMjxwedh83aGiUkwSxDwUZkzuJcfaqUmo7R3pq" == str(env.peer_id)
+    assert rec.seq == 1795470141663 and rec.addrs == (ADDR_TCP, ADDR_QUIC)
+    rec, env = open_signed_peer_record(JS_SECP256K1_RECORD)
+    assert str(rec.peer_id) == "16Uiu2HAmLhLvBoYaoZfaMUKuibM6ac163GwKY74c5kiSLg5KvLpY"
+    assert rec.addrs == (ADDR_TCP, ADDR_QUIC)
+
+
+def test_ed25519_record_is_byte_identical_to_js(key: PrivateKey) -> None:
+    # Ed25519 signatures are deterministic, so the same record must serialize to the same envelope.
+    assert make_signed_peer_record(key, [ADDR_TCP, ADDR_QUIC], seq=1795470141663) == JS_ED25519_RECORD

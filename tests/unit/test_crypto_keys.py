@@ -379,3 +379,22 @@ def test_fuzz_ed25519_sign_verify(msg: bytes) -> None:
     sig = key.sign(msg)
     assert key.public_key.verify(msg, sig)
     assert not key.public_key.verify(msg + b"\x00", sig)
+
+
+# Signatures of b"aiolibp2p" made by js-libp2p (@libp2p/crypto 5, interop/js) with the spec's test keys.
+JS_ED25519_SIG = bytes.fromhex(
+    "c0da385827ada2752a0897e9c7bf91f9f6073668033edc868ac7628b180c9b1493c82215abd268064168fc3b362f5a5419f087c8"
+    "32d182a3f67adb8dae9c6d06"
+)
+JS_SECP256K1_SIG = bytes.fromhex(
+    "3044022005516e2ee0bd8666b76824932f1dd928e8fa56b7a20f5cbb8e81b2101efb39db02202b1d1d7882311c7bb69141471cba"
+    "c1f29017cb0b5cdafdc9b57a231a60979003"
+)
+
+
+def test_js_signatures_verify() -> None:
+    ed = unmarshal_private_key(bytes.fromhex(ED25519_PRIVATE))
+    assert ed.sign(b"aiolibp2p") == JS_ED25519_SIG  # RFC 8032 signatures are deterministic
+    k1 = unmarshal_public_key(bytes.fromhex(SECP256K1_PUBLIC))
+    assert k1.verify(b"aiolibp2p", JS_SECP256K1_SIG)
+    assert not k1.verify(b"aiolibp2q", JS_SECP256K1_SIG)
