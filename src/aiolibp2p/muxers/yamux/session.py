@@ -219,6 +219,7 @@ class YamuxSession:
             elif isinstance(ev, GoAwayReceived):
                 self._wake_openers()
                 if ev.code != GOAWAY_NORMAL:
+                    self._flush()  # answers to frames before the GoAway still leave
                     err = ConnectionClosed(
                         "peer sent GoAway with an error", cause="remote-goaway", code=ev.code
                     )
