@@ -17,7 +17,8 @@ import { describeConnection, emit, log, setVerbose } from './output.mjs'
 import { serveEcho } from './streams.mjs'
 
 const USAGE = `usage: node peer.mjs [--listen MA]... [--no-listen] [--muxer yamux|mplex|both]
-                    [--private-key HEX] [--no-connection-monitor] [--no-yamux-keepalive] [--verbose]`
+                    [--private-key HEX] [--no-connection-monitor] [--no-yamux-keepalive]
+                    [--mplex-disconnect-threshold N] [--verbose]`
 
 function parseOptions (argv) {
   const { values } = parseArgs({
@@ -29,6 +30,7 @@ function parseOptions (argv) {
       'private-key': { type: 'string' },
       'no-connection-monitor': { type: 'boolean', default: false },
       'no-yamux-keepalive': { type: 'boolean', default: false },
+      'mplex-disconnect-threshold': { type: 'string' },
       verbose: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false }
     },
@@ -47,7 +49,10 @@ function parseOptions (argv) {
 
 function makeMuxers (opts) {
   const y = yamux({ enableKeepAlive: !opts['no-yamux-keepalive'] })
-  const m = mplex()
+  // js mplex aborts the connection when the remote opens more than
+  // disconnectThreshold (default 5) new streams per second
+  const threshold = opts['mplex-disconnect-threshold']
+  const m = mplex(threshold == null ? {} : { disconnectThreshold: Number(threshold) })
   switch (opts.muxer) {
     case 'yamux': return [y]
     case 'mplex': return [m]
@@ -173,7 +178,7 @@ export async function main (argv) {
     }
     Promise.resolve()
       .then(() => handler(msg))
-      .then((result) => emit({ id, ok: true, ...result }),
+      .then((result) => emit({ ...result, id, ok: true }),
         (err) => emit({ id, ok: false, error: String(err?.message ?? err), code: err?.name ?? 'Error' }))
   })
   rl.on('close', () => {

@@ -26,7 +26,7 @@ export function debug (...args) {
 
 export function describeConnection (conn) {
   return {
-    id: conn.id,
+    connId: conn.id,
     peerId: conn.remotePeer.toString(),
     remoteAddr: conn.remoteAddr.toString(),
     status: conn.status,

@@ -52,6 +52,10 @@ export function readToEnd (stream, onChunk, { signal } = {}) {
     }
     const onEnd = () => {
       if (done) return
+      // 'end' is also dispatched when the stream is aborted or reset
+      if (stream.status === 'aborted' || stream.status === 'reset') {
+        return fail(new Error(`stream ${stream.status} before the remote finished writing`))
+      }
       done = true
       cleanup()
       resolve(total)
