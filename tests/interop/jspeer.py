@@ -22,10 +22,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import itertools
 import json
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -52,11 +54,22 @@ def node_binary() -> str | None:
     return os.environ.get("AIOLIBP2P_NODE") or shutil.which("node")
 
 
+MIN_NODE_MAJOR = 20
+
+
+@functools.cache
 def missing_requirements() -> str | None:
     """Why the js peer cannot run here, or None when it can."""
     node = node_binary()
     if node is None:
         return "node is not installed (needed for js-libp2p interop tests)"
+    try:
+        out = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=10, check=True)
+        major = int(out.stdout.strip().lstrip("v").split(".")[0])
+    except (OSError, subprocess.SubprocessError, ValueError) as e:
+        return f"cannot run node ({node}): {e}"
+    if major < MIN_NODE_MAJOR:
+        return f"node {out.stdout.strip()} is too old, need >= {MIN_NODE_MAJOR}"
     if not (JS_DIR / "node_modules" / "libp2p").is_dir():
         return f"js dependencies are not installed: run `npm ci` in {JS_DIR}"
     return None
@@ -109,7 +122,6 @@ class JsPeer:
         self.peer_id: str = ""
         self.addrs: list[str] = []
         self.events: list[dict[str, Any]] = []
-        self.returncode: int | None = None
 
         self._proc: asyncio.subprocess.Process | None = None
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
@@ -135,6 +147,11 @@ class JsPeer:
         if not self.addrs:
             raise JsPeerError(f"{self.name} is not listening")
         return self.addrs[0]
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit code once the process has exited."""
+        return None if self._proc is None else self._proc.returncode
 
     @property
     def running(self) -> bool:
@@ -202,7 +219,6 @@ class JsPeer:
             for t in self._tasks:
                 with contextlib.suppress(BaseException):
                     await asyncio.wait_for(t, 1.0)
-            self.returncode = proc.returncode
             self._fail_pending(f"{self.name} peer stopped")
 
     async def terminate(self) -> None:
@@ -211,6 +227,7 @@ class JsPeer:
             return
         self._proc.terminate()
         await asyncio.wait_for(self._exited.wait(), 10.0)
+        await asyncio.wait_for(self._proc.wait(), 5.0)
 
     # ------------------------------------------------------------------ I/O
 

@@ -95,6 +95,16 @@ async def test_errors_are_reported() -> None:
             await js.command("connections")
 
 
+async def test_sigterm_stops_cleanly() -> None:
+    async with JsPeer(name="a") as a, JsPeer(name="b") as b:
+        await b.dial(a.addr)
+        await a.terminate()
+        assert a.returncode == 0
+        assert a.find_events("stopped")
+        # b notices the connection going away
+        await b.wait_event("connection:close", peerId=a.peer_id, timeout=5)
+
+
 async def test_js_mplex_default_new_stream_rate_limit() -> None:
     """Documents a js-libp2p behaviour interop tests must respect: with default
     settings js mplex aborts the connection when the remote opens more than 5
