@@ -6,6 +6,7 @@
         await js.ping(peer_id)                   # -> rtt in ms
         await js.identify(peer_id)               # -> what js learnt via identify
         await js.echo(peer_id, nbytes=1024, streams=10)
+        await js.stream(peer_id, ["/x/1.0.0", "/echo/1.0.0"], b"hi")  # -> ("/echo/1.0.0", b"hi")
         await js.command("connections")          # any command, raw reply dict
         await js.wait_event("connection:open", peerId=peer_id)
 
@@ -356,6 +357,42 @@ class JsPeer:
                 f"{self.name}: echo verified {reply.get('bytes')} bytes, want {nbytes * streams}"
             )
         return reply
+
+    async def stream(
+        self,
+        peer: str,
+        protocols: str | Sequence[str],
+        data: bytes = b"",
+        *,
+        close_write: bool = True,
+        negotiate_fully: bool | None = None,
+        max_bytes: int = 1024 * 1024,
+        timeout: float | None = None,
+    ) -> tuple[str, bytes]:
+        """js opens one stream, writes ``data``, closes its write side (unless
+        ``close_write=False``) and reads until the remote closes.
+
+        Returns (negotiated protocol, bytes read). ``negotiate_fully=False``
+        makes js use optimistic multistream-select (single protocol only).
+        """
+        args: dict[str, Any] = {
+            "peer": str(peer),
+            "protocols": [protocols] if isinstance(protocols, str) else list(protocols),
+            "dataHex": data.hex(),
+            "closeWrite": close_write,
+            "maxBytes": max_bytes,
+        }
+        if negotiate_fully is not None:
+            args["negotiateFully"] = negotiate_fully
+        reply = await self.command("stream", timeout=timeout, **args)
+        return reply["protocol"], bytes.fromhex(reply["dataHex"])
+
+    async def handle_echo(self, protocol: str, *, timeout: float | None = None) -> None:
+        """Make js serve ``protocol`` with the echo behaviour too."""
+        await self.command("handle", protocol=protocol, mode="echo", timeout=timeout)
+
+    async def unhandle(self, protocol: str, *, timeout: float | None = None) -> None:
+        await self.command("unhandle", protocol=protocol, timeout=timeout)
 
     async def connections(self, *, timeout: float | None = None) -> list[dict[str, Any]]:
         return list((await self.command("connections", timeout=timeout))["connections"])

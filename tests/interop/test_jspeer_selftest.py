@@ -79,6 +79,26 @@ async def test_two_js_peers(muxer: str) -> None:
         assert await client.connections() == []
 
 
+async def test_stream_and_extra_protocols() -> None:
+    async with JsPeer(name="server") as server, JsPeer(name="client") as client:
+        await client.dial(server.addr)
+        # multistream-select picks the first protocol the server supports
+        proto, got = await client.stream(server.peer_id, ["/nope/1.0.0", "/echo/1.0.0"], b"hello")
+        assert (proto, got) == ("/echo/1.0.0", b"hello")
+        # optimistic ("lazy") negotiation: protocol and data in one write
+        proto, got = await client.stream(server.peer_id, "/echo/1.0.0", b"lazy", negotiate_fully=False)
+        assert (proto, got) == ("/echo/1.0.0", b"lazy")
+        with pytest.raises(JsPeerError, match="stream failed"):
+            await client.stream(server.peer_id, "/extra/2.0.0", b"x", timeout=5)
+        await server.handle_echo("/extra/2.0.0")
+        proto, got = await client.stream(server.peer_id, "/extra/2.0.0", bytes(range(256)))
+        assert (proto, got) == ("/extra/2.0.0", bytes(range(256)))
+        await server.wait_event("echo:served", protocol="/extra/2.0.0", bytes=256, timeout=5)
+        await server.unhandle("/extra/2.0.0")
+        with pytest.raises(JsPeerError, match="stream failed"):
+            await client.stream(server.peer_id, "/extra/2.0.0", b"x", timeout=5)
+
+
 async def test_errors_are_reported() -> None:
     async with JsPeer(listen=False, connection_monitor=False) as js:
         assert js.addrs == []

@@ -3,8 +3,8 @@
 // throwing produces {"id":..,"ok":false,"error":..}.
 import { PeerRecord, RecordEnvelope } from '@libp2p/peer-record'
 import { multiaddr } from '@multiformats/multiaddr'
-import { describeConnection } from './output.mjs'
-import { echoRoundTrip, pseudoRandomBytes } from './streams.mjs'
+import { describeConnection, emit, log } from './output.mjs'
+import { echoRoundTrip, pseudoRandomBytes, readToEnd, sendAll, serveEcho } from './streams.mjs'
 
 export const ECHO_PROTOCOL = '/echo/1.0.0'
 
@@ -58,6 +58,29 @@ async function describePeerStore (node, peerId) {
     protocolVersion: meta('ProtocolVersion'),
     peerRecordEnvelope: envelope
   }
+}
+
+/**
+ * Serve `protocol` with echo; every finished stream is reported as an
+ * 'echo:served' (or 'echo:error') event.
+ */
+export async function handleEcho (node, protocol, options = {}) {
+  await node.handle(protocol, (stream, connection) => {
+    const peerId = connection.remotePeer.toString()
+    serveEcho(stream).then(
+      (bytes) => emit({ event: 'echo:served', peerId, protocol, bytes }),
+      (err) => {
+        log('%s stream from %s failed: %s', protocol, peerId, err?.message ?? err)
+        emit({ event: 'echo:error', peerId, protocol, error: String(err?.message ?? err) })
+      })
+  }, { maxInboundStreams: 1024, maxOutboundStreams: 1024, ...options })
+}
+
+function streamOptions (msg, signal) {
+  const opts = { signal }
+  // false: optimistic ("lazy") multistream-select, protocol + first data in one write
+  if (msg.negotiateFully != null) opts.negotiateFully = Boolean(msg.negotiateFully)
+  return opts
 }
 
 export function makeCommands ({ node, identified, identifyWaiters, stop, peerOf }) {
@@ -140,7 +163,7 @@ export function makeCommands ({ node, identified, identifyWaiters, stop, peerOf 
       const results = await Promise.allSettled(Array.from({ length: k }, async (_, i) => {
         try {
           const data = pseudoRandomBytes(n, seed + i)
-          const stream = await node.dialProtocol(target, protocol, { signal })
+          const stream = await node.dialProtocol(target, protocol, streamOptions(msg, signal))
           return await echoRoundTrip(stream, data, { signal })
         } catch (err) {
           failFast.abort(err)
@@ -154,6 +177,48 @@ export function makeCommands ({ node, identified, identifyWaiters, stop, peerOf 
       }
       const bytes = results.reduce((acc, r) => acc + r.value, 0)
       return { bytes, streams: k, ms: performance.now() - started }
+    },
+
+    // Open one stream (first of "protocols" the remote supports), write
+    // "dataHex", close write unless "closeWrite": false, read until the remote
+    // closes (at most "maxBytes") and return what was read.
+    async stream (msg) {
+      const target = peerOf(msg.peer)
+      const protocols = msg.protocols ?? msg.protocol
+      if (protocols == null || protocols.length === 0) throw new Error('missing "protocols"')
+      const data = Buffer.from(msg.dataHex ?? '', 'hex')
+      const maxBytes = Number(msg.maxBytes ?? 1024 * 1024)
+      const signal = timeoutSignal(msg)
+      const stream = await node.dialProtocol(target, protocols, streamOptions(msg, signal))
+      const chunks = []
+      let total = 0
+      const reading = readToEnd(stream, (buf) => {
+        total += buf.byteLength
+        if (total > maxBytes) throw new Error(`remote sent more than maxBytes=${maxBytes}`)
+        chunks.push(Buffer.from(buf))
+      }, { signal })
+      reading.catch(() => {})
+      if (data.byteLength > 0) await sendAll(stream, data, { signal })
+      if (msg.closeWrite !== false) await stream.close({ signal })
+      await reading
+      if (msg.closeWrite === false) await stream.close({ signal })
+      return { protocol: stream.protocol, dataHex: Buffer.concat(chunks).toString('hex'), bytes: total }
+    },
+
+    // Serve an extra protocol with the echo behaviour (e.g. to test
+    // multistream-select against names other than /echo/1.0.0).
+    async handle (msg) {
+      const protocol = msg.protocol
+      if (typeof protocol !== 'string') throw new Error('missing "protocol"')
+      if ((msg.mode ?? 'echo') !== 'echo') throw new Error(`unsupported mode: ${msg.mode}`)
+      await handleEcho(node, protocol, { force: true })
+      return { protocol }
+    },
+
+    async unhandle (msg) {
+      if (typeof msg.protocol !== 'string') throw new Error('missing "protocol"')
+      await node.unhandle(msg.protocol)
+      return {}
     },
 
     async connections () {

@@ -12,9 +12,8 @@ import { tcp } from '@libp2p/tcp'
 import { yamux } from '@libp2p/yamux'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p } from 'libp2p'
-import { ECHO_PROTOCOL, makeCommands } from './commands.mjs'
+import { ECHO_PROTOCOL, handleEcho, makeCommands } from './commands.mjs'
 import { describeConnection, emit, log, setVerbose } from './output.mjs'
-import { serveEcho } from './streams.mjs'
 
 const USAGE = `usage: node peer.mjs [--listen MA]... [--no-listen] [--muxer yamux|mplex|both]
                     [--private-key HEX] [--no-connection-monitor] [--no-yamux-keepalive]
@@ -108,15 +107,7 @@ export async function main (argv) {
     for (const w of identifyWaiters) w(key)
   })
 
-  await node.handle(ECHO_PROTOCOL, (stream, connection) => {
-    const peerId = connection.remotePeer.toString()
-    serveEcho(stream).then((bytes) => {
-      emit({ event: 'echo:served', peerId, protocol: ECHO_PROTOCOL, bytes })
-    }, (err) => {
-      log('echo stream failed: %s', err?.message ?? err)
-      emit({ event: 'echo:error', peerId, protocol: ECHO_PROTOCOL, error: String(err?.message ?? err) })
-    })
-  }, { maxInboundStreams: 1024, maxOutboundStreams: 1024 })
+  await handleEcho(node, ECHO_PROTOCOL)
 
   let stopping = null
   const stop = (code = 0) => {
