@@ -80,6 +80,11 @@ async def cmd_serve(args: argparse.Namespace, out: Output) -> int:
 
     host.on((ev.ConnectionOpened, ev.ConnectionClosed), on_event)
     host.set_stream_handler(ECHO_ID, handle_echo)
+    if args.perf:
+        from ..protocols.perf import PROTOCOL_ID as PERF_ID
+        from ..protocols.perf import handle_perf
+
+        host.set_stream_handler(PERF_ID, handle_perf)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -89,7 +94,7 @@ async def cmd_serve(args: argparse.Namespace, out: Output) -> int:
         addrs = [str(a) for a in host.full_addrs()]
         out.emit({"event": "listening", "peerId": str(host.peer_id), "addrs": addrs},
                  f"listening as {host.peer_id}\n" + "\n".join(f"  {a}" for a in addrs))
-        waiters = [asyncio.ensure_future(stop.wait())]
+        waiters: list[asyncio.Future[object]] = [asyncio.ensure_future(stop.wait())]
         if args.exit_on_stdin_eof:
             waiters.append(asyncio.ensure_future(_stdin_eof()))
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
@@ -157,6 +162,45 @@ async def cmd_identify(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
+async def cmd_perf(args: argparse.Namespace, out: Output) -> int:
+    from ..protocols.perf import PROTOCOL_ID as PERF_ID
+    from ..protocols.perf import run_perf
+
+    tty = sys.stderr.isatty() and not out.as_json
+
+    def progress(phase: str, n: int, elapsed: float) -> None:
+        total = args.upload_bytes if phase == "upload" else args.download_bytes
+        rate = n / elapsed / 1e6 if elapsed > 0 else 0.0
+        if tty:
+            width = 30
+            done = int(width * n / total) if total else width
+            print(f"\r{phase:8} [{'#' * done}{'.' * (width - done)}] {n / 1e6:8.1f} MB {rate:7.1f} MB/s",
+                  end="", file=sys.stderr, flush=True)
+        else:
+            out.emit({"type": "intermediary", "phase": phase, "bytes": n, "timeSeconds": round(elapsed, 6)},
+                     f"{phase}: {n} bytes in {elapsed:.2f} s ({rate:.1f} MB/s)")
+
+    async with _client_host(args) as host:
+        t0 = time.perf_counter()
+        peer = await host.connect(args.addr, timeout=args.timeout)
+        stream = await host.new_stream(peer, [PERF_ID], timeout=args.timeout)
+        res = await run_perf(stream, args.upload_bytes, args.download_bytes, progress)
+        total = time.perf_counter() - t0
+        if tty:
+            print(file=sys.stderr)
+        up = res.upload_bytes / res.upload_seconds / 1e6 if res.upload_seconds else 0.0
+        down = res.download_bytes / res.download_seconds / 1e6 if res.download_seconds else 0.0
+        obj = {"type": "final", "timeSeconds": round(total, 6), "uploadBytes": res.upload_bytes,
+               "downloadBytes": res.download_bytes}
+        if out.as_json:
+            print(json.dumps(obj, separators=(",", ":")), flush=True)
+        else:
+            print(f"uploaded {res.upload_bytes} B in {res.upload_seconds:.3f} s ({up:.1f} MB/s), downloaded "
+                  f"{res.download_bytes} B in {res.download_seconds:.3f} s ({down:.1f} MB/s); total {total:.3f} s")
+            print(json.dumps(obj, separators=(",", ":")), flush=True)
+    return 0
+
+
 def cmd_keygen(args: argparse.Namespace, out: Output) -> int:
     kt = {"ed25519": KeyType.Ed25519, "secp256k1": KeyType.Secp256k1, "ecdsa": KeyType.ECDSA,
           "rsa": KeyType.RSA}[args.type]
@@ -195,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(s, False)
     s.add_argument("--listen", action="append", help="listen multiaddr (repeatable)")
     s.add_argument("--exit-on-stdin-eof", action="store_true")
+    s.add_argument("--perf", action="store_true", help="serve /perf/1.0.0 (off by default)")
     s = sub.add_parser("ping", help="ping a peer")
     common(s, True)
     s.add_argument("--count", type=int, default=1)
@@ -204,6 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--bytes", type=int, default=1024 * 1024)
     s = sub.add_parser("identify", help="identify a peer")
     common(s, True)
+    s = sub.add_parser("perf", help="measure throughput against a peer serving /perf/1.0.0")
+    common(s, True)
+    s.add_argument("--upload-bytes", type=int, default=100 * 1024 * 1024)
+    s.add_argument("--download-bytes", type=int, default=100 * 1024 * 1024)
     s = sub.add_parser("keygen", help="generate a private key file")
     s.add_argument("--type", choices=["ed25519", "secp256k1", "ecdsa", "rsa"], default="ed25519")
     s.add_argument("--out", required=True)
@@ -224,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_keygen(args, out)
         _use_uvloop()
         fn = {"serve": cmd_serve, "ping": cmd_ping, "echo": cmd_echo, "identify": cmd_identify,
-              "demo": cmd_demo}[args.cmd]
+              "demo": cmd_demo, "perf": cmd_perf}[args.cmd]
         return asyncio.run(fn(args, out))
     except KeyboardInterrupt:
         return 130

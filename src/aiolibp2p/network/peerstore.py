@@ -129,4 +129,4 @@ class Peerstore:
 
     def remove_peer(self, peer: PeerId) -> None:
         for d in (self._addrs, self._keys, self._protocols, self._meta, self._records):
-            d.pop(peer, None)  # type: ignore[attr-defined]
+            d.pop(peer, None)

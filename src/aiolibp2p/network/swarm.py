@@ -382,8 +382,8 @@ class Swarm:
         if not new_connection:
             self._dials[peer] = task
             task.add_done_callback(lambda t: self._dials.pop(peer, None) if self._dials.get(peer) is t else None)
-        self._tasks.add(task)  # type: ignore[arg-type]
-        task.add_done_callback(self._tasks.discard)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
         return await self._await_dial(task, timeout)
 
     async def _await_dial(self, task: asyncio.Task[Connection], timeout: float | None) -> Connection:

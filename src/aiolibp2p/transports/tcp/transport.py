@@ -254,7 +254,7 @@ class TcpTransport:
         def factory() -> TcpPipe:
             pipe = TcpPipe(self.config)
             # connection_made runs right after the factory; start the upgrade on the next loop turn.
-            task = loop.create_task(handler(pipe))
+            task: asyncio.Task[None] = asyncio.ensure_future(handler(pipe))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
             return pipe
