@@ -7,6 +7,8 @@ broken, not aiolibp2p.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from jspeer import JsPeer, JsPeerError
@@ -48,6 +50,8 @@ async def test_two_js_peers(muxer: str) -> None:
         assert "/ipfs/id/1.0.0" in info["protocols"]
         assert info["agentVersion"] and "libp2p" in info["agentVersion"]
         assert info["protocolVersion"]
+        # hex of the protobuf PublicKey: Ed25519 (type 1), 32 key bytes
+        assert info["publicKey"].startswith("08011220") and len(info["publicKey"]) == 2 * 36
         server_addr = server.addr.removesuffix(f"/p2p/{server.peer_id}")
         assert server_addr in info["listenAddrs"]
         assert info["signedPeerRecord"] is not None
@@ -79,24 +83,25 @@ async def test_two_js_peers(muxer: str) -> None:
         assert await client.connections() == []
 
 
-async def test_stream_and_extra_protocols() -> None:
-    async with JsPeer(name="server") as server, JsPeer(name="client") as client:
-        await client.dial(server.addr)
-        # multistream-select picks the first protocol the server supports
-        proto, got = await client.stream(server.peer_id, ["/nope/1.0.0", "/echo/1.0.0"], b"hello")
-        assert (proto, got) == ("/echo/1.0.0", b"hello")
-        # optimistic ("lazy") negotiation: protocol and data in one write
-        proto, got = await client.stream(server.peer_id, "/echo/1.0.0", b"lazy", negotiate_fully=False)
-        assert (proto, got) == ("/echo/1.0.0", b"lazy")
-        with pytest.raises(JsPeerError, match="stream failed"):
-            await client.stream(server.peer_id, "/extra/2.0.0", b"x", timeout=5)
-        await server.handle_echo("/extra/2.0.0")
-        proto, got = await client.stream(server.peer_id, "/extra/2.0.0", bytes(range(256)))
-        assert (proto, got) == ("/extra/2.0.0", bytes(range(256)))
-        await server.wait_event("echo:served", protocol="/extra/2.0.0", bytes=256, timeout=5)
-        await server.unhandle("/extra/2.0.0")
-        with pytest.raises(JsPeerError, match="stream failed"):
-            await client.stream(server.peer_id, "/extra/2.0.0", b"x", timeout=5)
+async def test_stream_and_extra_protocols(js_peer: JsPeer, js_peer_factory: Callable[..., Any]) -> None:
+    server = js_peer
+    client: JsPeer = await js_peer_factory(name="client", listen=False)
+    await client.dial(server.addr)
+    # multistream-select picks the first protocol the server supports
+    proto, got = await client.stream(server.peer_id, ["/nope/1.0.0", "/echo/1.0.0"], b"hello")
+    assert (proto, got) == ("/echo/1.0.0", b"hello")
+    # optimistic ("lazy") negotiation: protocol and data in one write
+    proto, got = await client.stream(server.peer_id, "/echo/1.0.0", b"lazy", negotiate_fully=False)
+    assert (proto, got) == ("/echo/1.0.0", b"lazy")
+    with pytest.raises(JsPeerError, match="stream failed"):
+        await client.stream(server.peer_id, "/extra/2.0.0", b"x", timeout=5)
+    await server.handle_echo("/extra/2.0.0")
+    proto, got = await client.stream(server.peer_id, "/extra/2.0.0", bytes(range(256)))
+    assert (proto, got) == ("/extra/2.0.0", bytes(range(256)))
+    await server.wait_event("echo:served", protocol="/extra/2.0.0", bytes=256, timeout=5)
+    await server.unhandle("/extra/2.0.0")
+    with pytest.raises(JsPeerError, match="stream failed"):
+        await client.stream(server.peer_id, "/extra/2.0.0", b"x", timeout=5)
 
 
 async def test_errors_are_reported() -> None:

@@ -137,7 +137,7 @@ export function makeCommands ({ node, identified, identifyWaiters, stop, peerOf 
         protocolVersion: result.protocolVersion ?? null,
         listenAddrs: result.listenAddrs.map((ma) => ma.toString()),
         observedAddr: result.observedAddr?.toString() ?? null,
-        publicKey: result.publicKey ?? null,
+        publicKey: result.publicKey == null ? null : Buffer.from(result.publicKey).toString('hex'),
         // set only when a signed peer record was received and its envelope verified
         signedPeerRecord: result.signedPeerRecord == null
           ? null
