@@ -418,3 +418,19 @@ async def test_remote_go_away_with_error_code_ends_the_session() -> None:
         assert isinstance(err, ConnectionClosed) and err.cause == "remote-goaway" and err.code == 2
         # the ping was answered before the GoAway was processed
         assert await raw.readexactly(12) == encode_header(TYPE_PING, 2, 0, 7)
+
+
+async def test_session_ping_measures_rtt_and_fails_when_closed() -> None:
+    from aiolibp2p.transports.memory.pipe import memory_pipe_pair
+
+    async with asyncio.timeout(5):
+        a, b = memory_pipe_pair()
+        sa = YamuxMuxer().create(PipeReader(a), is_initiator=True)
+        sb = YamuxMuxer().create(PipeReader(b), is_initiator=False)
+        rtt = await sa.ping()
+        assert 0 <= rtt < 1
+        assert await sb.ping() >= 0
+        b.abort()
+        await asyncio.sleep(0.01)
+        with pytest.raises(ConnectionClosed):
+            await sa.ping()

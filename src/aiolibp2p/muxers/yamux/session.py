@@ -24,6 +24,7 @@ from .engine import (
     PROTOCOL_ID,
     DataReceived,
     GoAwayReceived,
+    PongReceived,
     ProtocolError,
     StreamAcknowledged,
     StreamEOF,
@@ -104,6 +105,7 @@ class YamuxSession:
         self._callback_done = False
         self._flush_scheduled = False
         self._open_waiters: list[asyncio.Future[None]] = []
+        self._ping_waiters: dict[int, asyncio.Future[float]] = {}
         self._last_rx = self._loop.time()
         self._ping_sent_at = 0.0
         self._keepalive_handle: asyncio.TimerHandle | None = None
@@ -216,6 +218,10 @@ class YamuxSession:
                 self._wake_openers()
             elif isinstance(ev, StreamAcknowledged):
                 self._wake_openers()
+            elif isinstance(ev, PongReceived):
+                w = self._ping_waiters.pop(ev.opaque, None)
+                if w is not None and not w.done():
+                    w.set_result(ev.rtt if ev.rtt is not None else 0.0)
             elif isinstance(ev, GoAwayReceived):
                 self._wake_openers()
                 if ev.code != GOAWAY_NORMAL:
@@ -379,6 +385,20 @@ class YamuxSession:
             return
         self._keepalive_tick()
 
+    async def ping(self) -> float:
+        """Send a yamux Ping and wait for its answer; returns the round-trip time in seconds. Used to check
+        that a connection is alive. Unbounded by itself: callers bound it (``asyncio.timeout``)."""
+        if self._closed:
+            raise self._close_exc or ConnectionClosed("session closed")
+        fut: asyncio.Future[float] = self._loop.create_future()
+        opaque = self._engine.ping(self._loop.time())
+        self._ping_waiters[opaque] = fut
+        self._flush()
+        try:
+            return await fut
+        finally:
+            self._ping_waiters.pop(opaque, None)
+
     def _measure_rtt(self) -> None:
         if self._closed:
             return
@@ -411,6 +431,10 @@ class YamuxSession:
         self._pending_inbound.clear()
         for s in streams:
             s.fail(exc)
+        waiters, self._ping_waiters = self._ping_waiters, {}
+        for w in waiters.values():
+            if not w.done():
+                w.set_exception(exc)
         self._wake_openers()
         self._run_close_callback()
 
