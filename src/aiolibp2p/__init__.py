@@ -34,7 +34,20 @@ _EXPORTS = {
     "Multiaddr": "aiolibp2p.multiaddr",
 }
 
-__all__ = [*sorted(_EXPORTS), "__version__", "events"]
+__all__ = [
+    "Connection",
+    "Host",
+    "KeyType",
+    "Multiaddr",
+    "PeerId",
+    "PrivateKey",
+    "PublicKey",
+    "Stream",
+    "__version__",
+    "events",
+    "generate_key_pair",
+    "new_host",
+]
 
 if TYPE_CHECKING:
     from .crypto.keys import KeyType, PrivateKey, PublicKey, generate_key_pair

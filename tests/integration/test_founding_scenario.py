@@ -13,7 +13,8 @@ import time
 import aiolibp2p
 from aiolibp2p.multiaddr import Multiaddr
 from aiolibp2p.network import events as ev
-from aiolibp2p.protocols.echo import PROTOCOL_ID as ECHO, echo_roundtrip, handle_echo
+from aiolibp2p.protocols.echo import PROTOCOL_ID as ECHO
+from aiolibp2p.protocols.echo import echo_roundtrip, handle_echo
 
 
 async def _streams_both_ways(a: aiolibp2p.Host, b: aiolibp2p.Host, n: int = 100) -> None:
@@ -35,8 +36,10 @@ async def _wait_for(pred: object, timeout: float) -> float:
 
 async def test_dialer_closes_one_of_two_connections() -> None:
     async with asyncio.timeout(30):
-        async with aiolibp2p.new_host(listen=["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.2/tcp/0"]) as a, \
-                aiolibp2p.new_host(listen=["/ip4/127.0.0.1/tcp/0"]) as b:
+        async with (
+            aiolibp2p.new_host(listen=["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.2/tcp/0"]) as a,
+            aiolibp2p.new_host(listen=["/ip4/127.0.0.1/tcp/0"]) as b,
+        ):
             a.set_stream_handler(ECHO, handle_echo)
             b.set_stream_handler(ECHO, handle_echo)
             addr1, addr2 = a.full_addrs()
@@ -92,8 +95,10 @@ class StallingProxy:
 async def test_silently_dead_connection_is_detected_and_avoided() -> None:
     keepalive = dict(keepalive_interval=0.3, keepalive_timeout=0.3)
     async with asyncio.timeout(30):
-        async with aiolibp2p.new_host(listen=["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.2/tcp/0"], **keepalive) as a, \
-                aiolibp2p.new_host(listen=["/ip4/127.0.0.1/tcp/0"], **keepalive) as b:
+        async with (
+            aiolibp2p.new_host(listen=["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.2/tcp/0"], **keepalive) as a,
+            aiolibp2p.new_host(listen=["/ip4/127.0.0.1/tcp/0"], **keepalive) as b,
+        ):
             a.set_stream_handler(ECHO, handle_echo)
             b.set_stream_handler(ECHO, handle_echo)
             addr1, addr2 = a.full_addrs()
@@ -110,8 +115,9 @@ async def test_silently_dead_connection_is_detected_and_avoided() -> None:
                 # New streams work at once, whatever connection they pick (failover), both ways.
                 await _streams_both_ways(a, b, n=20)
                 # Both sides detect the dead connection via keep-alive within 2 × interval (+ timeout slack).
-                await _wait_for(lambda: len(a.connections(b.peer_id)) == 1 and len(b.connections(a.peer_id)) == 1,
-                                3.0)
+                await _wait_for(
+                    lambda: len(a.connections(b.peer_id)) == 1 and len(b.connections(a.peer_id)) == 1, 3.0
+                )
                 assert [e.remaining for e in closed_at_a] == [1]
                 await _streams_both_ways(a, b)
             finally:

@@ -10,7 +10,8 @@ import pytest
 import aiolibp2p
 from aiolibp2p.exceptions import DialError, PeerIdMismatch, ProtocolNotSupported
 from aiolibp2p.network import events as ev
-from aiolibp2p.protocols.echo import PROTOCOL_ID as ECHO, echo_roundtrip, handle_echo
+from aiolibp2p.protocols.echo import PROTOCOL_ID as ECHO
+from aiolibp2p.protocols.echo import echo_roundtrip, handle_echo
 
 STACKS = [
     ("noise", "/yamux/1.0.0"),
@@ -105,7 +106,9 @@ async def test_events_are_paired_and_exact() -> None:
     async with asyncio.timeout(10):
         async with aiolibp2p.new_host() as a, aiolibp2p.new_host() as b:
             seen: list[ev.Event] = []
-            a.on((ev.ConnectionOpened, ev.ConnectionClosed, ev.PeerConnected, ev.PeerDisconnected), seen.append)
+            a.on(
+                (ev.ConnectionOpened, ev.ConnectionClosed, ev.PeerConnected, ev.PeerDisconnected), seen.append
+            )
             addr = a.full_addrs()[0]
             await b.connect(addr)
             await b.connect(addr, new_connection=True)
@@ -118,8 +121,14 @@ async def test_events_are_paired_and_exact() -> None:
                     break
                 await asyncio.sleep(0.02)
             kinds = [type(e).__name__ for e in seen]
-            assert kinds == ["ConnectionOpened", "PeerConnected", "ConnectionOpened", "ConnectionClosed",
-                             "ConnectionClosed", "PeerDisconnected"], kinds
+            assert kinds == [
+                "ConnectionOpened",
+                "PeerConnected",
+                "ConnectionOpened",
+                "ConnectionClosed",
+                "ConnectionClosed",
+                "PeerDisconnected",
+            ], kinds
             closed = [e for e in seen if isinstance(e, ev.ConnectionClosed)]
             assert [e.remaining for e in closed] == [1, 0]
 

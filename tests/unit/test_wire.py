@@ -18,8 +18,15 @@ from aiolibp2p.wire.varint import (
 )
 
 # multiformats/unsigned-varint test vectors
-VECTORS = [(1, "01"), (127, "7f"), (128, "8001"), (255, "ff01"), (300, "ac02"), (16384, "808001"),
-           (2**63 - 1, "ffffffffffffffff7f")]
+VECTORS = [
+    (1, "01"),
+    (127, "7f"),
+    (128, "8001"),
+    (255, "ff01"),
+    (300, "ac02"),
+    (16384, "808001"),
+    (2**63 - 1, "ffffffffffffffff7f"),
+]
 
 
 @pytest.mark.parametrize(("value", "hexed"), VECTORS)

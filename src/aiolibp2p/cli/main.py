@@ -21,7 +21,6 @@ from ..crypto.keys import KeyType, PrivateKey, generate_key_pair, load_private_k
 from ..crypto.peer_id import PeerId
 from ..exceptions import Libp2pError
 from ..host.host import Host, new_host
-from ..multiaddr import Multiaddr
 from ..network import events as ev
 from ..protocols.echo import PROTOCOL_ID as ECHO_ID
 from ..protocols.echo import echo_roundtrip, handle_echo
@@ -56,23 +55,37 @@ def _use_uvloop() -> None:
 
 
 def _client_host(args: argparse.Namespace) -> Host:
-    return new_host(listen=[], key=_load_key(getattr(args, "key", None)),
-                    muxers=args.muxer if getattr(args, "muxer", None) else None,
-                    security=args.security if getattr(args, "security", None) else None)
+    return new_host(
+        listen=[],
+        key=_load_key(getattr(args, "key", None)),
+        muxers=args.muxer if getattr(args, "muxer", None) else None,
+        security=args.security if getattr(args, "security", None) else None,
+    )
 
 
 # -- serve ------------------------------------------------------------------------------------------------------------
 async def cmd_serve(args: argparse.Namespace, out: Output) -> int:
-    host = new_host(listen=args.listen or ["/ip4/127.0.0.1/tcp/0"], key=_load_key(args.key),
-                    muxers=args.muxer or None, security=args.security or None)
+    host = new_host(
+        listen=args.listen or ["/ip4/127.0.0.1/tcp/0"],
+        key=_load_key(args.key),
+        muxers=args.muxer or None,
+        security=args.security or None,
+    )
 
     def on_event(e: Any) -> None:
         if isinstance(e, ev.ConnectionOpened | ev.ConnectionClosed):
             c = e.conn
             kind = "connection_opened" if isinstance(e, ev.ConnectionOpened) else "connection_closed"
-            obj: dict[str, Any] = {"event": kind, "peerId": str(e.peer), "remoteAddr": str(c.remote_addr),
-                                   "direction": c.direction.value, "transport": c.transport,
-                                   "security": c.security, "muxer": c.muxer, "connId": c.id}
+            obj: dict[str, Any] = {
+                "event": kind,
+                "peerId": str(e.peer),
+                "remoteAddr": str(c.remote_addr),
+                "direction": c.direction.value,
+                "transport": c.transport,
+                "security": c.security,
+                "muxer": c.muxer,
+                "connId": c.id,
+            }
             if isinstance(e, ev.ConnectionClosed):
                 obj["cause"] = e.cause
                 obj["remaining"] = e.remaining
@@ -92,8 +105,10 @@ async def cmd_serve(args: argparse.Namespace, out: Output) -> int:
             loop.add_signal_handler(sig, stop.set)
     async with host:
         addrs = [str(a) for a in host.full_addrs()]
-        out.emit({"event": "listening", "peerId": str(host.peer_id), "addrs": addrs},
-                 f"listening as {host.peer_id}\n" + "\n".join(f"  {a}" for a in addrs))
+        out.emit(
+            {"event": "listening", "peerId": str(host.peer_id), "addrs": addrs},
+            f"listening as {host.peer_id}\n" + "\n".join(f"  {a}" for a in addrs),
+        )
         waiters: list[asyncio.Future[object]] = [asyncio.ensure_future(stop.wait())]
         if args.exit_on_stdin_eof:
             waiters.append(asyncio.ensure_future(_stdin_eof()))
@@ -122,16 +137,26 @@ async def cmd_ping(args: argparse.Namespace, out: Output) -> int:
         for i in range(args.count):
             rtt = await host.ping(peer, timeout=args.timeout)
             rtts.append(rtt * 1000)
-            out.emit({"event": "ping", "peerId": str(peer), "seq": i, "rttMs": round(rtt * 1000, 3)},
-                     f"ping {peer}: seq={i} rtt={rtt * 1000:.3f} ms")
+            out.emit(
+                {"event": "ping", "peerId": str(peer), "seq": i, "rttMs": round(rtt * 1000, 3)},
+                f"ping {peer}: seq={i} rtt={rtt * 1000:.3f} ms",
+            )
             if args.interval and i + 1 < args.count:
                 await asyncio.sleep(args.interval)
         srt = sorted(rtts)
-        out.emit({"event": "ping_summary", "peerId": str(peer), "count": len(rtts),
-                  "connectMs": round(connect_ms, 3), "minMs": round(srt[0], 3),
-                  "medianMs": round(srt[len(srt) // 2], 3), "maxMs": round(srt[-1], 3)},
-                 f"{len(rtts)} pings: min {srt[0]:.3f} ms, median {srt[len(srt) // 2]:.3f} ms, "
-                 f"max {srt[-1]:.3f} ms (connect {connect_ms:.2f} ms)")
+        out.emit(
+            {
+                "event": "ping_summary",
+                "peerId": str(peer),
+                "count": len(rtts),
+                "connectMs": round(connect_ms, 3),
+                "minMs": round(srt[0], 3),
+                "medianMs": round(srt[len(srt) // 2], 3),
+                "maxMs": round(srt[-1], 3),
+            },
+            f"{len(rtts)} pings: min {srt[0]:.3f} ms, median {srt[len(srt) // 2]:.3f} ms, "
+            f"max {srt[-1]:.3f} ms (connect {connect_ms:.2f} ms)",
+        )
     return 0
 
 
@@ -143,8 +168,10 @@ async def cmd_echo(args: argparse.Namespace, out: Output) -> int:
         async with asyncio.timeout(args.timeout + args.bytes / 1e6):
             n = await echo_roundtrip(stream, args.bytes)
         dt = time.perf_counter() - t0
-        out.emit({"event": "echo", "peerId": str(peer), "bytes": n, "verified": True,
-                  "seconds": round(dt, 6)}, f"echoed {n} bytes from {peer}, all verified, in {dt:.3f} s")
+        out.emit(
+            {"event": "echo", "peerId": str(peer), "bytes": n, "verified": True, "seconds": round(dt, 6)},
+            f"echoed {n} bytes from {peer}, all verified, in {dt:.3f} s",
+        )
     return 0
 
 
@@ -152,11 +179,16 @@ async def cmd_identify(args: argparse.Namespace, out: Output) -> int:
     async with _client_host(args) as host:
         peer = await host.connect(args.addr, timeout=args.timeout)
         info = await host.identify(peer, timeout=args.timeout)
-        obj = {"event": "identify", "peerId": str(peer), "protocolVersion": info.protocol_version,
-               "agentVersion": info.agent_version, "protocols": info.protocols,
-               "listenAddrs": [str(a) for a in info.listen_addrs],
-               "observedAddr": str(info.observed_addr) if info.observed_addr else None,
-               "signedPeerRecord": info.signed_record_valid}
+        obj = {
+            "event": "identify",
+            "peerId": str(peer),
+            "protocolVersion": info.protocol_version,
+            "agentVersion": info.agent_version,
+            "protocols": info.protocols,
+            "listenAddrs": [str(a) for a in info.listen_addrs],
+            "observedAddr": str(info.observed_addr) if info.observed_addr else None,
+            "signedPeerRecord": info.signed_record_valid,
+        }
         text = "\n".join(f"{k}: {v}" for k, v in obj.items() if k != "event")
         out.emit(obj, text)
     return 0
@@ -174,11 +206,17 @@ async def cmd_perf(args: argparse.Namespace, out: Output) -> int:
         if tty:
             width = 30
             done = int(width * n / total) if total else width
-            print(f"\r{phase:8} [{'#' * done}{'.' * (width - done)}] {n / 1e6:8.1f} MB {rate:7.1f} MB/s",
-                  end="", file=sys.stderr, flush=True)
+            print(
+                f"\r{phase:8} [{'#' * done}{'.' * (width - done)}] {n / 1e6:8.1f} MB {rate:7.1f} MB/s",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
         else:
-            out.emit({"type": "intermediary", "phase": phase, "bytes": n, "timeSeconds": round(elapsed, 6)},
-                     f"{phase}: {n} bytes in {elapsed:.2f} s ({rate:.1f} MB/s)")
+            out.emit(
+                {"type": "intermediary", "phase": phase, "bytes": n, "timeSeconds": round(elapsed, 6)},
+                f"{phase}: {n} bytes in {elapsed:.2f} s ({rate:.1f} MB/s)",
+            )
 
     async with _client_host(args) as host:
         t0 = time.perf_counter()
@@ -190,25 +228,37 @@ async def cmd_perf(args: argparse.Namespace, out: Output) -> int:
             print(file=sys.stderr)
         up = res.upload_bytes / res.upload_seconds / 1e6 if res.upload_seconds else 0.0
         down = res.download_bytes / res.download_seconds / 1e6 if res.download_seconds else 0.0
-        obj = {"type": "final", "timeSeconds": round(total, 6), "uploadBytes": res.upload_bytes,
-               "downloadBytes": res.download_bytes}
+        obj = {
+            "type": "final",
+            "timeSeconds": round(total, 6),
+            "uploadBytes": res.upload_bytes,
+            "downloadBytes": res.download_bytes,
+        }
         if out.as_json:
             print(json.dumps(obj, separators=(",", ":")), flush=True)
         else:
-            print(f"uploaded {res.upload_bytes} B in {res.upload_seconds:.3f} s ({up:.1f} MB/s), downloaded "
-                  f"{res.download_bytes} B in {res.download_seconds:.3f} s ({down:.1f} MB/s); total {total:.3f} s")
+            print(
+                f"uploaded {res.upload_bytes} B in {res.upload_seconds:.3f} s ({up:.1f} MB/s), downloaded "
+                f"{res.download_bytes} B in {res.download_seconds:.3f} s ({down:.1f} MB/s); total {total:.3f} s"
+            )
             print(json.dumps(obj, separators=(",", ":")), flush=True)
     return 0
 
 
 def cmd_keygen(args: argparse.Namespace, out: Output) -> int:
-    kt = {"ed25519": KeyType.Ed25519, "secp256k1": KeyType.Secp256k1, "ecdsa": KeyType.ECDSA,
-          "rsa": KeyType.RSA}[args.type]
+    kt = {
+        "ed25519": KeyType.Ed25519,
+        "secp256k1": KeyType.Secp256k1,
+        "ecdsa": KeyType.ECDSA,
+        "rsa": KeyType.RSA,
+    }[args.type]
     key = generate_key_pair(kt)
     save_private_key_file(key, args.out)
     pid = PeerId.from_public_key(key.public_key)
-    out.emit({"event": "keygen", "peerId": str(pid), "type": args.type, "file": args.out},
-             f"wrote {args.type} key for {pid} to {args.out}")
+    out.emit(
+        {"event": "keygen", "peerId": str(pid), "type": args.type, "file": args.out},
+        f"wrote {args.type} key for {pid} to {args.out}",
+    )
     return 0
 
 
@@ -265,15 +315,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     out = Output(getattr(args, "json", False))
     try:
         if args.cmd == "keygen":
             return cmd_keygen(args, out)
         _use_uvloop()
-        fn = {"serve": cmd_serve, "ping": cmd_ping, "echo": cmd_echo, "identify": cmd_identify,
-              "demo": cmd_demo, "perf": cmd_perf}[args.cmd]
+        fn = {
+            "serve": cmd_serve,
+            "ping": cmd_ping,
+            "echo": cmd_echo,
+            "identify": cmd_identify,
+            "demo": cmd_demo,
+            "perf": cmd_perf,
+        }[args.cmd]
         return asyncio.run(fn(args, out))
     except KeyboardInterrupt:
         return 130

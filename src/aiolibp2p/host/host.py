@@ -49,8 +49,9 @@ def _make_security(names: Sequence[str | SecurityTransport], key: PrivateKey) ->
     return out
 
 
-def _make_muxers(names: Sequence[str | MuxerFactory], keepalive_interval: float,
-                 keepalive_timeout: float) -> list[MuxerFactory]:
+def _make_muxers(
+    names: Sequence[str | MuxerFactory], keepalive_interval: float, keepalive_timeout: float
+) -> list[MuxerFactory]:
     out: list[MuxerFactory] = []
     for n in names:
         if not isinstance(n, str):
@@ -58,8 +59,11 @@ def _make_muxers(names: Sequence[str | MuxerFactory], keepalive_interval: float,
         elif n in ("yamux", "/yamux/1.0.0"):
             from ..muxers.yamux import YamuxConfig, YamuxMuxer
 
-            out.append(YamuxMuxer(YamuxConfig(keepalive_interval=keepalive_interval,
-                                              keepalive_timeout=keepalive_timeout)))
+            out.append(
+                YamuxMuxer(
+                    YamuxConfig(keepalive_interval=keepalive_interval, keepalive_timeout=keepalive_timeout)
+                )
+            )
         elif n in ("mplex", "/mplex/6.7.0"):
             from ..muxers.mplex import MplexMuxer
 
@@ -110,8 +114,10 @@ class Host:
     ) -> None:
         self.private_key = key or generate_key_pair()
         self.peer_id = PeerId.from_public_key(self.private_key.public_key)
-        self._listen_requested = [Multiaddr(a) if isinstance(a, str) else a
-                                  for a in (defaults.DEFAULT_LISTEN_ADDRS if listen is None else listen)]
+        self._listen_requested = [
+            Multiaddr(a) if isinstance(a, str) else a
+            for a in (defaults.DEFAULT_LISTEN_ADDRS if listen is None else listen)
+        ]
         self._announce = [Multiaddr(a) if isinstance(a, str) else a for a in (announce_addrs or ())]
         self.peerstore = Peerstore()
         self.bus = ev.EventBus()
@@ -122,7 +128,11 @@ class Host:
         self.swarm = Swarm(
             LocalIdentity(self.private_key, self.peer_id),
             _make_transports(transports or defaults.DEFAULT_TRANSPORTS),
-            self.upgrader, self.peerstore, self.bus, swarm_config or defaults.SWARM, self.gater,
+            self.upgrader,
+            self.peerstore,
+            self.bus,
+            swarm_config or defaults.SWARM,
+            self.gater,
         )
         self.identify_service = IdentifyService(self, agent_version=agent_version, timeout=identify_timeout)
         self.ping_service = PingService(self, timeout=ping_timeout)
@@ -159,8 +169,9 @@ class Host:
         await self.start()
         return self
 
-    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.close()
 
     def _track(self, fut: asyncio.Future[Any]) -> None:
@@ -200,8 +211,14 @@ class Host:
             self.identify_service.schedule_push()
 
     # -- connecting ----------------------------------------------------------------------------------------------
-    async def connect(self, addr: AddrLike | Sequence[AddrLike], *, peer: PeerId | str | None = None,
-                      new_connection: bool = False, timeout: float | None = None) -> PeerId:
+    async def connect(
+        self,
+        addr: AddrLike | Sequence[AddrLike],
+        *,
+        peer: PeerId | str | None = None,
+        new_connection: bool = False,
+        timeout: float | None = None,
+    ) -> PeerId:
         """Connect to a peer by multiaddr(s) ending in ``/p2p/<id>`` (or give ``peer``). Returns its PeerId.
 
         An existing live connection is reused unless ``new_connection`` is set.
@@ -219,20 +236,26 @@ class Host:
         if pid is None:
             raise DialError("the address must end in /p2p/<peer id> (or pass peer=)")
         self.peerstore.add_addrs(pid, mas)
-        conn = await self.swarm.dial_peer(pid, mas, new_connection=new_connection,
-                                          timeout=defaults.CONNECT_TIMEOUT if timeout is None else timeout)
+        conn = await self.swarm.dial_peer(
+            pid,
+            mas,
+            new_connection=new_connection,
+            timeout=defaults.CONNECT_TIMEOUT if timeout is None else timeout,
+        )
         return conn.remote_peer
 
     async def disconnect(self, peer: PeerId) -> None:
         await self.swarm.close_peer(peer)
 
-    async def new_stream(self, peer: PeerId | str, protocols: Sequence[str] | str, *,
-                         timeout: float | None = None) -> Stream:
+    async def new_stream(
+        self, peer: PeerId | str, protocols: Sequence[str] | str, *, timeout: float | None = None
+    ) -> Stream:
         """Open a stream to ``peer`` negotiating the first of ``protocols`` it supports."""
         p = PeerId.from_string(peer) if isinstance(peer, str) else peer
         protos = [protocols] if isinstance(protocols, str) else list(protocols)
-        return await self.swarm.new_stream(p, protos, timeout=defaults.NEW_STREAM_TIMEOUT if timeout is None
-                                           else timeout)
+        return await self.swarm.new_stream(
+            p, protos, timeout=defaults.NEW_STREAM_TIMEOUT if timeout is None else timeout
+        )
 
     async def ping(self, peer: PeerId | str, *, timeout: float | None = None) -> float:
         """Round-trip time to ``peer`` in seconds, over ``/ipfs/ping/1.0.0``."""
@@ -259,12 +282,15 @@ class Host:
         return self.swarm.connected_peers()
 
     # -- events ----------------------------------------------------------------------------------------------------
-    def subscribe(self, *types: type[ev.Event], maxsize: int = ev.DEFAULT_SUBSCRIPTION_QUEUE) -> ev.Subscription:
+    def subscribe(
+        self, *types: type[ev.Event], maxsize: int = ev.DEFAULT_SUBSCRIPTION_QUEUE
+    ) -> ev.Subscription:
         """Async iterator of lifecycle events (``aiolibp2p.events``)."""
         return self.bus.subscribe(*types, maxsize=maxsize)
 
-    def on(self, types: type[ev.Event] | tuple[type[ev.Event], ...],
-           callback: Callable[[Any], None]) -> Callable[[], None]:
+    def on(
+        self, types: type[ev.Event] | tuple[type[ev.Event], ...], callback: Callable[[Any], None]
+    ) -> Callable[[], None]:
         """Call ``callback(event)`` for each event of ``types``; returns an unsubscribe function."""
         return self.bus.on(types, callback)
 

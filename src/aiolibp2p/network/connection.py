@@ -24,8 +24,14 @@ class Stream:
 
     __slots__ = ("_closed", "_inner", "_on_done", "conn", "direction", "protocol")
 
-    def __init__(self, inner: MuxedStream, conn: Connection, protocol: str, direction: Direction,
-                 on_done: Callable[[Stream], None] | None = None) -> None:
+    def __init__(
+        self,
+        inner: MuxedStream,
+        conn: Connection,
+        protocol: str,
+        direction: Direction,
+        on_done: Callable[[Stream], None] | None = None,
+    ) -> None:
         self._inner = inner
         self.conn = conn
         self.protocol = protocol
@@ -177,8 +183,9 @@ class Connection:
         return self.muxed.num_streams
 
     # -- operations -------------------------------------------------------------------------------------
-    async def open_stream(self, protocols: Sequence[str], *, timeout: float,
-                          on_done: Callable[[Stream], None] | None = None) -> Stream:
+    async def open_stream(
+        self, protocols: Sequence[str], *, timeout: float, on_done: Callable[[Stream], None] | None = None
+    ) -> Stream:
         """Open a muxed stream and negotiate one of ``protocols`` on it, all within ``timeout`` seconds."""
         from ..multistream import select_protocol
 
@@ -213,5 +220,7 @@ class Connection:
         self.muxed.abort(None)
 
     def __repr__(self) -> str:
-        return (f"<Connection {self.id} {self.direction.value} {self.remote_peer!s} via {self.remote_addr}"
-                f" {self.transport}/{self.security}/{self.muxer}{' closed' if self.is_closed() else ''}>")
+        return (
+            f"<Connection {self.id} {self.direction.value} {self.remote_peer!s} via {self.remote_addr}"
+            f" {self.transport}/{self.security}/{self.muxer}{' closed' if self.is_closed() else ''}>"
+        )

@@ -160,8 +160,9 @@ class EventBus:
         self._user_callbacks: list[tuple[tuple[type[Event], ...], EventCallback]] = []
         self._subscriptions: list[Subscription] = []
 
-    def on(self, types: type[Event] | tuple[type[Event], ...], callback: EventCallback, *,
-           service: bool = False) -> Callable[[], None]:
+    def on(
+        self, types: type[Event] | tuple[type[Event], ...], callback: EventCallback, *, service: bool = False
+    ) -> Callable[[], None]:
         """Call ``callback(event)`` for each event of ``types``. Returns a function that unsubscribes."""
         t = types if isinstance(types, tuple) else (types,)
         lst = self._service_callbacks if service else self._user_callbacks

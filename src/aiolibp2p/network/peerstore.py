@@ -82,7 +82,9 @@ class Peerstore:
         return k if k is not None else peer.extract_public_key()
 
     # -- protocols ------------------------------------------------------------------------------------------
-    def set_protocols(self, peer: PeerId, protocols: Iterable[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    def set_protocols(
+        self, peer: PeerId, protocols: Iterable[str]
+    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """Replace the protocol set; returns ``(added, removed)``."""
         new = {p for p in protocols if len(p) <= MAX_PROTOCOL_ID_LENGTH}
         if len(new) > MAX_PROTOCOLS_PER_PEER:
@@ -109,8 +111,14 @@ class Peerstore:
         return self._meta.get(peer, {}).get(key, default)
 
     # -- signed peer records ----------------------------------------------------------------------------------
-    def consume_peer_record(self, peer: PeerId, seq: int, envelope: bytes, addrs: Iterable[Multiaddr],
-                            ttl: float = DEFAULT_ADDR_TTL) -> bool:
+    def consume_peer_record(
+        self,
+        peer: PeerId,
+        seq: int,
+        envelope: bytes,
+        addrs: Iterable[Multiaddr],
+        ttl: float = DEFAULT_ADDR_TTL,
+    ) -> bool:
         """Store a verified record if its seq is newer than what we have; returns whether it was taken."""
         old = self._records.get(peer)
         if old is not None and old[0] >= seq:

@@ -127,9 +127,16 @@ def rank_addrs(addrs: Iterable[Multiaddr]) -> list[Multiaddr]:
 
 
 class Swarm:
-    def __init__(self, identity: LocalIdentity, transports: Sequence[Transport], upgrader: Upgrader,
-                 peerstore: Peerstore, bus: ev.EventBus, config: SwarmConfig | None = None,
-                 gater: ConnectionGater | None = None) -> None:
+    def __init__(
+        self,
+        identity: LocalIdentity,
+        transports: Sequence[Transport],
+        upgrader: Upgrader,
+        peerstore: Peerstore,
+        bus: ev.EventBus,
+        config: SwarmConfig | None = None,
+        gater: ConnectionGater | None = None,
+    ) -> None:
         self.identity = identity
         self.local_peer = identity.peer_id
         self.transports = list(transports)
@@ -170,7 +177,7 @@ class Swarm:
     # -- listening ----------------------------------------------------------------------------------------------------
     def _transport_for(self, addr: Multiaddr, *, listen: bool) -> Transport | None:
         for t in self.transports:
-            if (t.can_listen(addr) if listen else t.can_dial(addr)):
+            if t.can_listen(addr) if listen else t.can_dial(addr):
                 return t
         return None
 
@@ -264,11 +271,16 @@ class Swarm:
         assert isinstance(up, Upgraded)
         s = up.session
         conn = Connection(
-            up.muxed, local_peer=self.local_peer, remote_peer=s.remote_peer,
+            up.muxed,
+            local_peer=self.local_peer,
+            remote_peer=s.remote_peer,
             remote_public_key=s.remote_public_key,
             local_addr=pipe.local_addr,  # type: ignore[arg-type]
             remote_addr=pipe.remote_addr,  # type: ignore[arg-type]
-            direction=direction, transport=transport, security=s.security_protocol, muxer=up.muxer,
+            direction=direction,
+            transport=transport,
+            security=s.security_protocol,
+            muxer=up.muxer,
         )
         peer = conn.remote_peer
         lst = self._conns.setdefault(peer, [])
@@ -287,8 +299,11 @@ class Swarm:
         return conn
 
     def _on_connection_closed(self, conn: Connection, exc: BaseException | None) -> None:
-        cause = conn.close_cause or (getattr(exc, "cause", None) if exc is not None else None) or (
-            "error" if exc is not None and not isinstance(exc, ConnectionClosed) else "remote-closed")
+        cause = (
+            conn.close_cause
+            or (getattr(exc, "cause", None) if exc is not None else None)
+            or ("error" if exc is not None and not isinstance(exc, ConnectionClosed) else "remote-closed")
+        )
         conn._mark_closed(cause)
         peer = conn.remote_peer
         lst = self._conns.get(peer, [])
@@ -354,8 +369,14 @@ class Swarm:
             await stream.reset()
 
     # -- dialing ------------------------------------------------------------------------------------------------------
-    async def dial_peer(self, peer: PeerId, addrs: Sequence[Multiaddr] | None = None, *,
-                        new_connection: bool = False, timeout: float | None = None) -> Connection:
+    async def dial_peer(
+        self,
+        peer: PeerId,
+        addrs: Sequence[Multiaddr] | None = None,
+        *,
+        new_connection: bool = False,
+        timeout: float | None = None,
+    ) -> Connection:
         """A live connection to ``peer``: an existing one, a dial already under way, or a new dial.
 
         ``addrs`` given by the caller are dialed even if in backoff; otherwise the peerstore's are used.
@@ -381,7 +402,9 @@ class Swarm:
         )
         if not new_connection:
             self._dials[peer] = task
-            task.add_done_callback(lambda t: self._dials.pop(peer, None) if self._dials.get(peer) is t else None)
+            task.add_done_callback(
+                lambda t: self._dials.pop(peer, None) if self._dials.get(peer) is t else None
+            )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return await self._await_dial(task, timeout)
@@ -424,9 +447,13 @@ class Swarm:
             async with asyncio.timeout(self.config.dial_timeout):
                 return await self._race(peer, ranked, errors)
         except TimeoutError:
-            raise DialError(f"dialing {peer} timed out after {self.config.dial_timeout:g} s", errors) from None
+            raise DialError(
+                f"dialing {peer} timed out after {self.config.dial_timeout:g} s", errors
+            ) from None
 
-    async def _race(self, peer: PeerId, ranked: list[Multiaddr], errors: dict[str, BaseException]) -> Connection:
+    async def _race(
+        self, peer: PeerId, ranked: list[Multiaddr], errors: dict[str, BaseException]
+    ) -> Connection:
         """Happy eyeballs: start the ranked addresses staggered; the first upgraded connection wins, the others
         are cancelled (their half-made connections aborted, so the listener sees them go)."""
         sem = asyncio.Semaphore(self.config.max_parallel_dials)
@@ -482,8 +509,15 @@ class Swarm:
         return self._add_connection(up, pipe, Direction.OUTBOUND, t.name)
 
     # -- streams -------------------------------------------------------------------------------------------------------
-    async def new_stream(self, peer: PeerId, protocols: Sequence[str], *, timeout: float | None = None,
-                         allow_dial: bool = True, allow_limited: bool = False) -> Stream:
+    async def new_stream(
+        self,
+        peer: PeerId,
+        protocols: Sequence[str],
+        *,
+        timeout: float | None = None,
+        allow_dial: bool = True,
+        allow_limited: bool = False,
+    ) -> Stream:
         """Open a stream to ``peer`` negotiating one of ``protocols``.
 
         Fails over: if opening fails on a connection, that connection is checked (closed if dead) and the open
@@ -572,8 +606,10 @@ class Swarm:
         for addr, _ in self._listeners:
             self.bus.emit(ev.ListenStopped(addr))
         self._listeners.clear()
-        await asyncio.gather(*(lst.close() for lst in listeners.values()),  # type: ignore[attr-defined]
-                             return_exceptions=True)
+        await asyncio.gather(
+            *(lst.close() for lst in listeners.values()),  # type: ignore[attr-defined]
+            return_exceptions=True,
+        )
         for d in list(self._dials.values()):
             d.cancel()
         conns = self.connections()

@@ -35,8 +35,13 @@ class Upgraded:
 
 
 class Upgrader:
-    def __init__(self, security: Sequence[SecurityTransport], muxers: Sequence[MuxerFactory],
-                 config: UpgraderConfig | None = None, gater: ConnectionGater | None = None) -> None:
+    def __init__(
+        self,
+        security: Sequence[SecurityTransport],
+        muxers: Sequence[MuxerFactory],
+        config: UpgraderConfig | None = None,
+        gater: ConnectionGater | None = None,
+    ) -> None:
         if not security:
             raise ValueError("at least one security transport is required")
         if not muxers:
@@ -63,7 +68,9 @@ class Upgrader:
             async with asyncio.timeout(cfg.security_timeout):
                 if outbound:
                     proto = await select_protocol(reader, self.security_order)
-                    session = await self.security[proto].secure_outbound(reader, remote_peer, self.muxer_order)
+                    session = await self.security[proto].secure_outbound(
+                        reader, remote_peer, self.muxer_order
+                    )
                 else:
                     proto = await handle_protocol(reader, self.security)
                     session = await self.security[proto].secure_inbound(reader, self.muxer_order)
@@ -71,8 +78,9 @@ class Upgrader:
             raise DeadlineExceeded("security handshake", cfg.security_timeout) from None
         if outbound and remote_peer is not None and session.remote_peer != remote_peer:
             raise HandshakeError(f"security handshake authenticated {session.remote_peer}, not {remote_peer}")
-        if self.gater is not None and not self.gater.allow_secured(direction, session.remote_peer,
-                                                                    pipe.remote_addr):
+        if self.gater is not None and not self.gater.allow_secured(
+            direction, session.remote_peer, pipe.remote_addr
+        ):
             raise GaterRefused(f"gater refused secured connection with {session.remote_peer}")
         muxer_id = session.early_muxer
         sreader = session.reader

@@ -25,7 +25,9 @@ async def handle_echo(stream: Stream) -> None:
         await stream.reset()
 
 
-async def echo_roundtrip(stream: Stream, size: int, *, chunk: int = 64 * 1024, seed: bytes | None = None) -> int:
+async def echo_roundtrip(
+    stream: Stream, size: int, *, chunk: int = 64 * 1024, seed: bytes | None = None
+) -> int:
     """Send ``size`` pseudo-random bytes, half-close, read them back and verify every byte. Returns bytes
     verified; raises ProtocolViolation on a mismatch."""
     block = (seed or os.urandom(64)) * (chunk // 64 + 1)
@@ -52,7 +54,7 @@ async def echo_roundtrip(stream: Stream, size: int, *, chunk: int = 64 * 1024, s
             pos = 0
             while pos < len(view):
                 n = min(len(view) - pos, chunk - off)
-                if view[pos:pos + n] != payload[off:off + n]:
+                if view[pos : pos + n] != payload[off : off + n]:
                     raise ProtocolViolation(f"echo mismatch at byte {got + pos}", protocol=PROTOCOL_ID)
                 pos += n
                 off = 0

@@ -82,8 +82,14 @@ def decode_messages(data: bytes) -> identify_pb2.Identify:
 
 
 class IdentifyService:
-    def __init__(self, host: Host, *, agent_version: str, protocol_version: str = PROTOCOL_VERSION,
-                 timeout: float = IDENTIFY_TIMEOUT) -> None:
+    def __init__(
+        self,
+        host: Host,
+        *,
+        agent_version: str,
+        protocol_version: str = PROTOCOL_VERSION,
+        timeout: float = IDENTIFY_TIMEOUT,
+    ) -> None:
         self.host = host
         self.agent_version = agent_version
         self.protocol_version = protocol_version
@@ -174,20 +180,27 @@ class IdentifyService:
             except (Libp2pError, OSError, EOFError, asyncio.IncompleteReadError) as e:
                 if conn.is_closed():
                     return None
-                log.debug("identify of %s on conn %d failed (attempt %d): %r", conn.remote_peer, conn.id,
-                          attempt + 1, e)
+                log.debug(
+                    "identify of %s on conn %d failed (attempt %d): %r",
+                    conn.remote_peer,
+                    conn.id,
+                    attempt + 1,
+                    e,
+                )
                 # js resets a second concurrent identify stream; retry once a little later.
                 await asyncio.sleep(0.2)
                 continue
             self._results[conn.id] = info
             conn.identified.set()
-            self.host.bus.emit(ev.PeerIdentified(conn.remote_peer, conn, tuple(info.protocols),
-                                                 info.agent_version))
+            self.host.bus.emit(
+                ev.PeerIdentified(conn.remote_peer, conn, tuple(info.protocols), info.agent_version)
+            )
             return info
         return None
 
-    def _consume(self, peer: PeerId, conn: Connection | None, msg: identify_pb2.Identify, *,
-                 push: bool) -> IdentifyInfo:
+    def _consume(
+        self, peer: PeerId, conn: Connection | None, msg: identify_pb2.Identify, *, push: bool
+    ) -> IdentifyInfo:
         ps = self.host.peerstore
         info = IdentifyInfo(peer)
         if msg.HasField("publicKey"):

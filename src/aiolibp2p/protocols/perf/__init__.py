@@ -42,8 +42,9 @@ async def handle_perf(stream: Stream) -> None:
         header = await stream.readexactly(8)
         (size,) = struct.unpack(">Q", header)
         if size > MAX_DOWNLOAD_BYTES:
-            raise ProtocolViolation(f"perf download of {size} bytes exceeds {MAX_DOWNLOAD_BYTES}",
-                                    protocol=PROTOCOL_ID)
+            raise ProtocolViolation(
+                f"perf download of {size} bytes exceeds {MAX_DOWNLOAD_BYTES}", protocol=PROTOCOL_ID
+            )
         while await stream.read(BLOCK_SIZE):
             pass
         left = size
@@ -60,8 +61,13 @@ async def handle_perf(stream: Stream) -> None:
         raise
 
 
-async def run_perf(stream: Stream, upload_bytes: int, download_bytes: int,
-                   progress: Progress | None = None, progress_interval: float = 1.0) -> PerfResult:
+async def run_perf(
+    stream: Stream,
+    upload_bytes: int,
+    download_bytes: int,
+    progress: Progress | None = None,
+    progress_interval: float = 1.0,
+) -> PerfResult:
     """Client side: upload ``upload_bytes``, then download ``download_bytes``; times each phase."""
     t0 = time.perf_counter()
     last = t0

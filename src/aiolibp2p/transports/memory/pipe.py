@@ -19,8 +19,13 @@ DEFAULT_HIGH_WATER = 256 * 1024
 class MemoryPipe:
     """One end of an in-memory pipe. Create pairs with :func:`memory_pipe_pair`."""
 
-    def __init__(self, *, local_addr: object | None = None, remote_addr: object | None = None,
-                 high_water: int = DEFAULT_HIGH_WATER) -> None:
+    def __init__(
+        self,
+        *,
+        local_addr: object | None = None,
+        remote_addr: object | None = None,
+        high_water: int = DEFAULT_HIGH_WATER,
+    ) -> None:
         self.peer: MemoryPipe | None = None
         self._receiver: PipeReceiver | None = None
         self._inbox: deque[bytes] = deque()

@@ -75,7 +75,9 @@ class MemoryTransport:
         listener._accept(b)
         return a
 
-    async def listen(self, addr: Multiaddr, handler: Callable[[MemoryPipe], Awaitable[None]]) -> MemoryListener:
+    async def listen(
+        self, addr: Multiaddr, handler: Callable[[MemoryPipe], Awaitable[None]]
+    ) -> MemoryListener:
         port = _memory_port(addr)
         if port is None:
             raise MultiaddrError(f"not a memory address: {addr}")

@@ -1,4 +1,5 @@
 """TCP transport."""
+
 from .transport import TcpConfig, TcpListener, TcpPipe, TcpTransport
 
 __all__ = ["TcpConfig", "TcpListener", "TcpPipe", "TcpTransport"]

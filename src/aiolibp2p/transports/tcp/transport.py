@@ -45,8 +45,19 @@ class TcpPipe(asyncio.Protocol):
     """One TCP connection as a :class:`~aiolibp2p.core.pipe.Pipe`."""
 
     __slots__ = (
-        "_buffer", "_closed", "_drain_waiters", "_eof", "_local_addr", "_lost", "_lost_exc",
-        "_receiver", "_remote_addr", "_transport", "_write_paused", "_config", "_made",
+        "_buffer",
+        "_closed",
+        "_config",
+        "_drain_waiters",
+        "_eof",
+        "_local_addr",
+        "_lost",
+        "_lost_exc",
+        "_made",
+        "_receiver",
+        "_remote_addr",
+        "_transport",
+        "_write_paused",
     )
 
     def __init__(self, config: TcpConfig | None = None) -> None:
@@ -73,7 +84,9 @@ class TcpPipe(asyncio.Protocol):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
-        transport.set_write_buffer_limits(high=self._config.write_high_water, low=self._config.write_low_water)
+        transport.set_write_buffer_limits(
+            high=self._config.write_high_water, low=self._config.write_low_water
+        )
         self._local_addr = sockaddr_to_multiaddr(transport.get_extra_info("sockname"))
         self._remote_addr = sockaddr_to_multiaddr(transport.get_extra_info("peername"))
 
@@ -176,7 +189,9 @@ class TcpPipe(asyncio.Protocol):
 
 
 class TcpListener:
-    def __init__(self, server: asyncio.Server, addrs: list[Multiaddr], tasks: set[asyncio.Task[None]]) -> None:
+    def __init__(
+        self, server: asyncio.Server, addrs: list[Multiaddr], tasks: set[asyncio.Task[None]]
+    ) -> None:
         self._server = server
         self._addrs = addrs
         self._tasks = tasks
@@ -229,8 +244,12 @@ class TcpTransport:
         if hp is None:
             raise MultiaddrError(f"not a TCP address: {addr}")
         proto, host, port = hp
-        family = {"ip4": socket.AF_INET, "dns4": socket.AF_INET, "ip6": socket.AF_INET6,
-                  "dns6": socket.AF_INET6}.get(proto, socket.AF_UNSPEC)
+        family = {
+            "ip4": socket.AF_INET,
+            "dns4": socket.AF_INET,
+            "ip6": socket.AF_INET6,
+            "dns6": socket.AF_INET6,
+        }.get(proto, socket.AF_UNSPEC)
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.config.dial_timeout):
@@ -260,8 +279,9 @@ class TcpTransport:
             return pipe
 
         try:
-            server = await loop.create_server(factory, host, port, backlog=self.config.listen_backlog,
-                                              reuse_address=True)
+            server = await loop.create_server(
+                factory, host, port, backlog=self.config.listen_backlog, reuse_address=True
+            )
         except OSError as e:
             raise DialError(f"cannot listen on {addr}: {e}") from e
         addrs = []
