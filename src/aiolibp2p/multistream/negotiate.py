@@ -1,0 +1,209 @@
+"""asyncio helpers that run the multistream-select 1.0 engines over a stream.
+
+Spec: https://github.com/multiformats/multistream-select and libp2p/specs ``connections/README.md``
+§"Protocol Negotiation".
+
+The stream is anything with ``async readexactly(n)`` and a ``write(data)`` that is either plain (returns
+None, like :class:`~aiolibp2p.core.pipe.PipeReader`) or a coroutine (like a
+:class:`~aiolibp2p.core.interfaces.MuxedStream`). Reads follow :meth:`MultistreamDialer.read_hint`: the length
+prefix byte by byte, then the rest of the message, so nothing beyond the final negotiated message is ever
+consumed and the next protocol finds its bytes in the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from typing import Protocol
+
+from ..core.interfaces import Direction, MuxedStream
+from ..exceptions import DeadlineExceeded, NegotiationError, ProtocolNotSupported
+from .engine import MultistreamDialer, MultistreamListener, _Engine
+
+__all__ = [
+    "LazyNegotiatedStream",
+    "NegotiationStream",
+    "handle_protocol",
+    "select_protocol",
+    "select_protocol_lazy",
+]
+
+
+class NegotiationStream(Protocol):
+    """What the helpers need from a stream: exact reads, and a write that may or may not be awaitable."""
+
+    async def readexactly(self, n: int, /) -> bytes: ...
+
+    def write(self, data: bytes, /) -> Awaitable[None] | None: ...
+
+
+async def _write(io: NegotiationStream, data: bytes) -> None:
+    if data:
+        result = io.write(data)
+        if result is not None:
+            await result
+
+
+@contextlib.asynccontextmanager
+async def _deadline(timeout: float | None) -> AsyncIterator[None]:
+    """``asyncio.timeout`` that reports its own expiry as DeadlineExceeded (an outer deadline still
+    cancels as usual)."""
+    if timeout is None:
+        yield
+        return
+    cm = asyncio.timeout(timeout)
+    try:
+        async with cm:
+            yield
+    except TimeoutError:
+        if cm.expired():
+            raise DeadlineExceeded("multistream negotiation", timeout) from None
+        raise
+
+
+async def _run(io: NegotiationStream, engine: _Engine) -> str:
+    """Exchange messages until the engine has agreed on a protocol."""
+    await _write(io, engine.bytes_to_send())
+    while engine.protocol is None:
+        try:
+            data = await io.readexactly(engine.read_hint())
+        except asyncio.IncompleteReadError:
+            raise NegotiationError("stream ended during multistream negotiation") from None
+        engine.feed(data)
+        await _write(io, engine.bytes_to_send())
+    return engine.protocol
+
+
+async def select_protocol(
+    io: NegotiationStream, protocols: Sequence[str], *, timeout: float | None = None
+) -> str:
+    """Dialer: propose ``protocols`` in order and return the one the listener accepted.
+
+    The header and the first proposal go out in one write. Raises ProtocolNotSupported when every proposal
+    was answered ``na``, NegotiationError / MessageTooLarge on a bad answer or early EOF (ConnectionClosed
+    from a PipeReader), DeadlineExceeded after ``timeout`` seconds.
+    """
+    engine = MultistreamDialer(protocols)
+    async with _deadline(timeout):
+        return await _run(io, engine)
+
+
+async def handle_protocol(
+    io: NegotiationStream,
+    supported: Callable[[str], bool] | Collection[str],
+    *,
+    timeout: float | None = None,
+) -> str:
+    """Listener: answer the dialer's proposals and return the accepted protocol.
+
+    ``supported`` is a predicate or a collection of protocol IDs (e.g. a dict of handlers). The header is
+    sent at once; unsupported proposals get ``na`` (at most MAX_NA_ATTEMPTS, then NegotiationError). Bytes
+    the dialer sent after its accepted proposal stay unread in ``io``.
+    """
+    predicate = supported if callable(supported) else supported.__contains__
+    engine = MultistreamListener(predicate)
+    async with _deadline(timeout):
+        return await _run(io, engine)
+
+
+# --- lazy (0-RTT) negotiation --------------------------------------------------------------------------
+
+
+class LazyNegotiatedStream:
+    """A muxed stream on which ``protocol`` was proposed without waiting for the answer (0-RTT).
+
+    Use it when the remote is known to support ``protocol`` (e.g. from the peerstore). The header and the
+    proposal are sent before (and together with) the first write; the first read first consumes and checks
+    the listener's header and echo, raising ProtocolNotSupported if it answered ``na``. Everything else is
+    forwarded to the wrapped stream, so this is itself a :class:`MuxedStream`.
+    """
+
+    __slots__ = ("_engine", "_lock", "_sent", "_verified", "protocol", "stream")
+
+    def __init__(self, stream: MuxedStream, protocol: str) -> None:
+        self.stream = stream
+        self.protocol = protocol
+        self._engine = MultistreamDialer([protocol])
+        self._sent = False
+        self._verified = False
+        self._lock = asyncio.Lock()
+
+    # -- the handshake ----------------------------------------------------------------------------------
+    async def flush_handshake(self) -> None:
+        """Send the header and proposal now, if not sent yet."""
+        if not self._sent:
+            self._sent = True
+            await self.stream.write(self._engine.bytes_to_send())
+
+    async def verify(self) -> None:
+        """Read and check the listener's header and echo (done by the first read)."""
+        if self._verified:
+            return
+        async with self._lock:
+            if self._verified:
+                return
+            await self.flush_handshake()
+            engine = self._engine
+            while engine.protocol is None:
+                try:
+                    data = await self.stream.readexactly(engine.read_hint())
+                except asyncio.IncompleteReadError:
+                    raise NegotiationError(f"stream ended before {self.protocol} was confirmed") from None
+                try:
+                    engine.feed(data)
+                except ProtocolNotSupported:
+                    raise ProtocolNotSupported([self.protocol]) from None
+            self._verified = True
+
+    @property
+    def negotiated(self) -> bool:
+        """True once the listener's echo has been read and checked."""
+        return self._verified
+
+    # -- MuxedStream ------------------------------------------------------------------------------------
+    @property
+    def stream_id(self) -> int:
+        return self.stream.stream_id
+
+    @property
+    def direction(self) -> Direction:
+        return self.stream.direction
+
+    async def read(self, max_bytes: int = 65536) -> bytes:
+        await self.verify()
+        return await self.stream.read(max_bytes)
+
+    async def readexactly(self, n: int) -> bytes:
+        await self.verify()
+        return await self.stream.readexactly(n)
+
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not self._sent:
+            self._sent = True
+            data = self._engine.bytes_to_send() + bytes(data)
+        await self.stream.write(data)
+
+    async def close_write(self) -> None:
+        await self.flush_handshake()
+        await self.stream.close_write()
+
+    async def close(self) -> None:
+        await self.stream.close()
+
+    async def reset(self, code: int = 0) -> None:
+        await self.stream.reset(code)
+
+    def is_closed(self) -> bool:
+        return self.stream.is_closed()
+
+
+async def select_protocol_lazy(stream: MuxedStream, protocol: str) -> LazyNegotiatedStream:
+    """Lazy dialer: send the header and ``protocol`` and return at once, without waiting for the echo.
+
+    The echo is checked by the first read of the returned stream. To coalesce the handshake with the
+    first application write instead, construct :class:`LazyNegotiatedStream` directly.
+    """
+    lazy = LazyNegotiatedStream(stream, protocol)
+    await lazy.flush_handshake()
+    return lazy
