@@ -11,6 +11,7 @@ import asyncio
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import cast
 
 from ...core.pipe import PipeReceiver
 from ...exceptions import ConnectionClosed, DialError, MultiaddrError
@@ -53,15 +54,17 @@ class TcpPipe(asyncio.Protocol):
         "_local_addr",
         "_lost",
         "_lost_exc",
-        "_made",
+        "_on_made",
         "_receiver",
         "_remote_addr",
         "_transport",
         "_write_paused",
     )
 
-    def __init__(self, config: TcpConfig | None = None) -> None:
+    def __init__(self, config: TcpConfig | None = None,
+                 on_made: Callable[[TcpPipe], None] | None = None) -> None:
         self._config = config or TcpConfig()
+        self._on_made = on_made
         self._transport: asyncio.Transport | None = None
         self._receiver: PipeReceiver | None = None
         self._buffer: list[bytes] = []
@@ -76,8 +79,9 @@ class TcpPipe(asyncio.Protocol):
 
     # -- asyncio.Protocol -------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports do not subclass asyncio.Transport, hence the cast rather than a check.
+        self._transport = cast(asyncio.Transport, transport)
+        transport = self._transport
         sock = transport.get_extra_info("socket")
         if sock is not None:
             try:
@@ -89,6 +93,9 @@ class TcpPipe(asyncio.Protocol):
         )
         self._local_addr = sockaddr_to_multiaddr(transport.get_extra_info("sockname"))
         self._remote_addr = sockaddr_to_multiaddr(transport.get_extra_info("peername"))
+        if self._on_made is not None:
+            on_made, self._on_made = self._on_made, None
+            on_made(self)
 
     def data_received(self, data: bytes) -> None:
         r = self._receiver
@@ -270,13 +277,14 @@ class TcpTransport:
         loop = asyncio.get_running_loop()
         tasks: set[asyncio.Task[None]] = set()
 
-        def factory() -> TcpPipe:
-            pipe = TcpPipe(self.config)
-            # connection_made runs right after the factory; start the upgrade on the next loop turn.
+        def start_upgrade(pipe: TcpPipe) -> None:
+            # Called from connection_made (uvloop may call it a loop turn after the factory).
             task: asyncio.Task[None] = asyncio.ensure_future(handler(pipe))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
-            return pipe
+
+        def factory() -> TcpPipe:
+            return TcpPipe(self.config, on_made=start_upgrade)
 
         try:
             server = await loop.create_server(
