@@ -194,7 +194,7 @@ async def sessions(server_config: MplexConfig | None = None) -> tuple[MplexSessi
 
 async def wait_for(cond: Callable[[], bool]) -> None:
     async with asyncio.timeout(5):
-        while not cond():  # noqa: ASYNC110 - polls state of the code under test
+        while not cond():
             await asyncio.sleep(0.001)
 
 

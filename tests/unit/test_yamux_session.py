@@ -58,7 +58,7 @@ async def pair() -> AsyncIterator[tuple[Side, Side]]:
 
 async def wait_for(cond: Callable[[], bool], timeout: float = 5.0) -> None:
     async with asyncio.timeout(timeout):
-        while not cond():  # noqa: ASYNC110 - polls state of the code under test, not an event we own
+        while not cond():
             await asyncio.sleep(0.001)
 
 

@@ -61,8 +61,9 @@ class TcpPipe(asyncio.Protocol):
         "_write_paused",
     )
 
-    def __init__(self, config: TcpConfig | None = None,
-                 on_made: Callable[[TcpPipe], None] | None = None) -> None:
+    def __init__(
+        self, config: TcpConfig | None = None, on_made: Callable[[TcpPipe], None] | None = None
+    ) -> None:
         self._config = config or TcpConfig()
         self._on_made = on_made
         self._transport: asyncio.Transport | None = None
