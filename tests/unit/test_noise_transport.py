@@ -13,6 +13,7 @@ from aiolibp2p.core.pipe import PipeReader
 from aiolibp2p.crypto.keys import PrivateKey, generate_key_pair
 from aiolibp2p.exceptions import (
     ConnectionClosed,
+    CryptoError,
     DeadlineExceeded,
     DecodeError,
     HandshakeError,
@@ -21,6 +22,7 @@ from aiolibp2p.exceptions import (
 )
 from aiolibp2p.security.noise import MAX_PLAINTEXT, PROTOCOL_ID, NoiseHandshake, NoisePipe, NoiseSecurity
 from aiolibp2p.security.noise.framing import NoiseFrameEncoder, encode_handshake_frame
+from aiolibp2p.security.noise.handshake import MAX_NONCE
 from aiolibp2p.transports.memory.pipe import MemoryPipe, memory_pipe_pair
 
 YAMUX = "/yamux/1.0.0"
@@ -353,3 +355,40 @@ async def test_pause_and_resume_forwarded() -> None:
     inb.pipe.resume_reading()
     await c.wait_for(4)
     assert bytes(c.data) == b"held"
+
+
+async def test_send_nonce_exhaustion_terminates() -> None:
+    out, inb, _, _ = await connect()
+    ca, cb = Collector(), Collector()
+    out.reader.hand_over(ca)
+    inb.reader.hand_over(cb)
+    assert isinstance(out.pipe, NoisePipe)
+    out.pipe._encoder._cipher.n = MAX_NONCE  # as if 2^64 - 1 frames had been sent
+    with pytest.raises(ConnectionClosed):
+        out.pipe.write(bytes(MAX_PLAINTEXT))
+    assert len(ca.lost) == 1 and isinstance(ca.lost[0], CryptoError)
+    await cb.wait_lost()
+    assert cb.data == b""
+
+
+async def test_small_write_nonce_exhaustion_in_flush_terminates() -> None:
+    out, _, _, _ = await connect()
+    ca = Collector()
+    out.reader.hand_over(ca)
+    assert isinstance(out.pipe, NoisePipe)
+    out.pipe._encoder._cipher.n = MAX_NONCE
+    out.pipe.write(b"small")  # held for coalescing; the flush fails and tears down
+    await ca.wait_lost()
+    assert isinstance(ca.lost[0], CryptoError)
+
+
+async def test_receive_nonce_exhaustion_terminates() -> None:
+    out, inb, _, pb = await connect()
+    cb = Collector()
+    inb.reader.hand_over(cb)
+    assert isinstance(inb.pipe, NoisePipe)
+    inb.pipe._decoder._cipher.n = MAX_NONCE
+    out.pipe.write(b"one more")
+    await cb.wait_lost()
+    assert isinstance(cb.lost[0], CryptoError)
+    assert pb.is_closing()

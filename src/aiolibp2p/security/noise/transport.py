@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from ...core.interfaces import SecureSession
 from ...core.pipe import Pipe, PipeReader, PipeReceiver
-from ...exceptions import ConnectionClosed, DeadlineExceeded, DecodeError, Libp2pError
+from ...exceptions import ConnectionClosed, CryptoError, DeadlineExceeded, DecodeError, Libp2pError
 from .framing import (
     FRAME_HEADER_LEN,
     MAX_PLAINTEXT,
@@ -202,7 +202,7 @@ class NoisePipe:
                 return  # a flush is already scheduled
             with memoryview(data) as mv:
                 pending += mv[:room]
-                self._raw.write(self._encoder.encode(pending))
+                self._send(pending)
                 pending.clear()
                 self._cancel_flush()
                 if n == room:
@@ -217,13 +217,21 @@ class NoisePipe:
         tail = n % MAX_PLAINTEXT
         if n - tail:
             with memoryview(data) as mv:
-                self._raw.write(self._encoder.encode(mv[: n - tail]))
+                self._send(mv[: n - tail])
                 if tail:
                     self._pending += mv[n - tail :]
         elif tail:
             self._pending += data
         if self._pending and self._flush_handle is None:
             self._flush_handle = self._loop.call_soon(self._flush)
+
+    def _send(self, plaintext: bytes | bytearray | memoryview) -> None:
+        try:
+            frames = self._encoder.encode(plaintext)
+        except CryptoError as exc:  # nonce exhaustion: the spec says terminate the connection
+            self._fail(exc)
+            raise ConnectionClosed("Noise send nonce exhausted", cause="error") from exc
+        self._raw.write(frames)
 
     def _cancel_flush(self) -> None:
         if self._flush_handle is not None:
@@ -236,7 +244,7 @@ class NoisePipe:
         if not pending or self._lost:
             return
         try:
-            self._raw.write(self._encoder.encode(pending))
+            self._send(pending)
         except ConnectionClosed:
             pass  # the raw pipe's loss is reported to the receiver through pipe_connection_lost
         pending.clear()
