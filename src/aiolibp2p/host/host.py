@@ -86,6 +86,10 @@ def _make_transports(names: Sequence[str | Transport]) -> list[Transport]:
             from ..transports.memory import MemoryTransport
 
             out.append(MemoryTransport())
+        elif n in ("ws", "websocket"):
+            from ..transports.websocket import WebSocketTransport
+
+            out.append(WebSocketTransport())
         else:
             raise ValueError(f"unknown transport {n!r}")
     return out
