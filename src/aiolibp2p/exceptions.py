@@ -66,6 +66,10 @@ class PeerIdMismatch(HandshakeError):
         self.actual = actual
 
 
+class CertificateError(HandshakeError):
+    """A libp2p TLS certificate (chain) that is malformed or does not authenticate a peer (tls/tls.md)."""
+
+
 class NegotiationError(Libp2pError):
     """multistream-select failed."""
 
