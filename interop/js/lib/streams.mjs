@@ -90,7 +90,11 @@ export async function serveEcho (stream, { timeoutMs = 120_000 } = {}) {
     if (!stream.send(buf)) {
       // Stop reading until the outgoing data has drained (flow control).
       stream.pause()
-      pending = stream.onDrain({ signal }).then(() => stream.resume(), (err) => stream.abort(err))
+      // The remote may close its write side while we are paused (its FIN ends the readable side);
+      // resuming a closed readable end throws, so only resume a paused one.
+      pending = stream.onDrain({ signal }).then(() => {
+        if (stream.readStatus === 'paused') stream.resume()
+      }, (err) => stream.abort(err))
     }
   }, { signal })
   await pending
