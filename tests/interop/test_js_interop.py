@@ -70,7 +70,9 @@ async def test_js_dials_python(muxer: str) -> None:
             assert await js.ping(our) < 2000
             ident = await js.identify(our)
             assert ident["agentVersion"].startswith("aiolibp2p/")
-            assert {"/ipfs/id/1.0.0", "/ipfs/id/push/1.0.0", "/ipfs/ping/1.0.0", ECHO} <= set(ident["protocols"])
+            assert {"/ipfs/id/1.0.0", "/ipfs/id/push/1.0.0", "/ipfs/ping/1.0.0", ECHO} <= set(
+                ident["protocols"]
+            )
             assert ident["signedPeerRecord"] is not None, ident
             assert set(ident["listenAddrs"]) >= {str(a) for a in host.listen_addrs} or set(
                 a.rsplit("/p2p/", 1)[0] for a in ident["listenAddrs"]
@@ -88,15 +90,14 @@ async def test_js_dials_python(muxer: str) -> None:
 
 async def test_js_sees_our_close_quickly() -> None:
     async with asyncio.timeout(30):
-        async with JsPeer(muxer="yamux") as js:
-            async with aiolibp2p.new_host(listen=[]) as host:
-                await host.connect(js.addr)
-                mark = js.mark()
-                await host.disconnect(aiolibp2p.PeerId.from_string(js.peer_id))
-                loop = asyncio.get_running_loop()
-                t0 = loop.time()
-                await js.wait_event("connection:close", after=mark, timeout=1.0)
-                assert loop.time() - t0 < 1.0
+        async with JsPeer(muxer="yamux") as js, aiolibp2p.new_host(listen=[]) as host:
+            await host.connect(js.addr)
+            mark = js.mark()
+            await host.disconnect(aiolibp2p.PeerId.from_string(js.peer_id))
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            await js.wait_event("connection:close", after=mark, timeout=1.0)
+            assert loop.time() - t0 < 1.0
 
 
 async def test_we_see_js_close_quickly() -> None:
