@@ -248,6 +248,21 @@ async def test_bytes_both_ways_whatever_the_tcp_chunking(chunk: int) -> None:
     assert bytes(cs.data) == b"pong"
 
 
+@pytest.mark.parametrize("size", [1, 125, 126, 127, 65535, 65536, 70000])
+async def test_every_frame_length_encoding_both_ways(size: int) -> None:
+    # 7-bit, 16-bit and 64-bit payload lengths, masked (client) and unmasked (server), parsed by websockets
+    client, server, _, _ = await open_pair()
+    cs, ss = Sink(), Sink()
+    client.set_receiver(cs)
+    server.set_receiver(ss)
+    payload = bytes(i % 251 for i in range(size))
+    client.write(payload)
+    server.write(memoryview(payload))
+    await wait_for_bytes(ss, size)
+    await wait_for_bytes(cs, size)
+    assert bytes(ss.data) == payload and bytes(cs.data) == payload
+
+
 async def test_bytes_before_the_receiver_is_set_are_kept() -> None:
     client, server, _, _ = await open_pair()
     client.write(b"early")

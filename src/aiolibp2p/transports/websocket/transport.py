@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import ssl
+import struct
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -32,6 +34,11 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.uri import WebSocketURI
+
+try:
+    from websockets.speedups import apply_mask  # the C extension, as websockets.frames uses it
+except ImportError:  # pragma: no cover - a build of websockets without its C extension
+    from websockets.utils import apply_mask
 
 from ...core.pipe import PipeReceiver
 from ...exceptions import (
@@ -105,6 +112,12 @@ class WebSocketConfig:
     """HTTP path of the upgrade request when the address has no ``/http-path``."""
 
 
+_FIN_BINARY = 0x82  # FIN + opcode 2
+_HEAD_SHORT = struct.Struct("!BB")
+_HEAD_16 = struct.Struct("!BBH")
+_HEAD_64 = struct.Struct("!BBQ")
+
+
 # --- addresses -----------------------------------------------------------------------------------------
 
 
@@ -176,6 +189,24 @@ def _tcp_multiaddr(sockaddr: tuple[object, ...] | None, suffix: str) -> Multiadd
     return Multiaddr(f"/{proto}/{host}/tcp/{port}{suffix}")
 
 
+def _binary_frame(
+    payload: bytes | bytearray | memoryview, masked: bool
+) -> tuple[bytes, bytes | bytearray | memoryview]:
+    """Header and payload of one final binary frame; clients mask (RFC 6455 §5.3)."""
+    n = len(payload)
+    second = 0x80 if masked else 0
+    if n < 126:
+        header = _HEAD_SHORT.pack(_FIN_BINARY, second | n)
+    elif n < 65536:
+        header = _HEAD_16.pack(_FIN_BINARY, second | 126, n)
+    else:
+        header = _HEAD_64.pack(_FIN_BINARY, second | 127, n)
+    if not masked:
+        return header, payload
+    mask = os.urandom(4)
+    return header + mask, apply_mask(payload, mask)
+
+
 def _request_target(path: str) -> str:
     return urllib.parse.quote(path, safe="/:@!$&'()*+,;=-._~%")
 
@@ -203,6 +234,7 @@ class WebSocketPipe(asyncio.Protocol):
         "_local_suffix",
         "_lost",
         "_lost_exc",
+        "_masked",
         "_on_open",
         "_on_rejected",
         "_open",
@@ -229,6 +261,7 @@ class WebSocketPipe(asyncio.Protocol):
         self._config = config
         self._ws: ClientProtocol | ServerProtocol
         max_size = config.max_message_size
+        self._masked = client_uri is not None
         if client_uri is not None:
             self._ws = ClientProtocol(client_uri, max_size=max_size, logger=_wire_log)
         else:
@@ -477,13 +510,22 @@ class WebSocketPipe(asyncio.Protocol):
         if not n:
             return
         limit = self._config.max_frame_size
+        if ws.expect_continuation_frame or ws.extensions:  # never, as we negotiate neither: the engine's path
+            for start in range(0, n, limit):
+                ws.send_binary(data[start : start + limit])
+            self._flush()
+            return
+        # Fast path: build unfragmented binary frames here (RFC 6455 §5.2) rather than through
+        # Frame.serialize, which copies every payload twice; the engine's outgoing queue is always empty
+        # between calls (every engine call is followed by _flush), so the order of frames is kept.
+        t = self._transport
+        masked = self._masked
         if n <= limit:
-            ws.send_binary(data)
+            t.writelines(_binary_frame(data, masked))
         else:
             with memoryview(data) as mv:
                 for start in range(0, n, limit):
-                    ws.send_binary(mv[start : start + limit])
-        self._flush()
+                    t.writelines(_binary_frame(mv[start : start + limit], masked))
 
     async def drain(self) -> None:
         while self._write_paused and not self._closed:
