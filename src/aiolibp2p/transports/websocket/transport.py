@@ -597,9 +597,9 @@ class WebSocketPipe(asyncio.Protocol):
 
 
 class WebSocketListener:
-    def __init__(self, server: asyncio.Server, addrs: list[Multiaddr]) -> None:
-        self._server = server
-        self._addrs = addrs
+    def __init__(self) -> None:
+        self._server: asyncio.Server | None = None
+        self._addrs: list[Multiaddr] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._handshaking: set[WebSocketPipe] = set()
         self.rejected = 0
@@ -611,7 +611,10 @@ class WebSocketListener:
         return list(self._addrs)
 
     async def close(self) -> None:
-        self._server.close()
+        server = self._server
+        if server is None:
+            return
+        server.close()
         for pipe in list(self._handshaking):
             pipe.abort()
         self._handshaking.clear()
@@ -620,7 +623,7 @@ class WebSocketListener:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         try:
-            await asyncio.wait_for(self._server.wait_closed(), 1.0)
+            await asyncio.wait_for(server.wait_closed(), 1.0)
         except TimeoutError:
             pass
 
@@ -677,7 +680,7 @@ class WebSocketTransport:
             raise DialError(f"connect to {addr} timed out") from None
         except ssl.SSLError as e:
             raise WebSocketHandshakeError(f"TLS handshake with {addr} failed: {e}") from e
-        except (OSError, ssl.CertificateError) as e:
+        except OSError as e:
             raise DialError(f"connect to {addr} failed: {e}") from e
         try:
             async with asyncio.timeout(cfg.handshake_timeout):
@@ -705,19 +708,17 @@ class WebSocketTransport:
             )
         ssl_ctx = cfg.server_ssl if wa.secure else None
         loop = asyncio.get_running_loop()
-        listener: WebSocketListener | None = None
+        listener = WebSocketListener()  # before the server: a connection may arrive while it starts
         scheme = wa.scheme_suffix
         expected_path = wa.path or None
 
         def start_upgrade(pipe: WebSocketPipe) -> None:
-            assert listener is not None
             listener._handshaking.discard(pipe)
             task: asyncio.Task[None] = asyncio.ensure_future(handler(pipe))
             listener._tasks.add(task)
             task.add_done_callback(listener._tasks.discard)
 
         def rejected(pipe: WebSocketPipe, err: WebSocketHandshakeError) -> None:
-            assert listener is not None
             listener._handshaking.discard(pipe)
             listener.rejected += 1
             listener.last_error = err
@@ -731,8 +732,7 @@ class WebSocketTransport:
                 on_open=start_upgrade,
                 on_rejected=rejected,
             )
-            if listener is not None:
-                listener._handshaking.add(pipe)
+            listener._handshaking.add(pipe)
             return pipe
 
         try:
@@ -747,10 +747,9 @@ class WebSocketTransport:
             )
         except OSError as e:
             raise DialError(f"cannot listen on {addr}: {e}") from e
-        addrs = []
+        listener._server = server
         for sock in server.sockets:
             ma = _tcp_multiaddr(sock.getsockname(), wa.suffix)
             if ma is not None:
-                addrs.append(ma)
-        listener = WebSocketListener(server, addrs)
+                listener._addrs.append(ma)
         return listener
