@@ -19,6 +19,7 @@ from ..network import events as ev
 from ..network.connection import Connection, Stream
 from ..network.gater import ConnectionGater
 from ..network.peerstore import Peerstore
+from ..network.resources import ResourceLimits, ResourceManager
 from ..network.swarm import Swarm, SwarmConfig
 from ..network.upgrader import Upgrader, UpgraderConfig
 from ..protocols.identify import IdentifyInfo, IdentifyService
@@ -40,6 +41,10 @@ def _make_security(names: Sequence[str | SecurityTransport], key: PrivateKey) ->
             from ..security.noise import NoiseSecurity
 
             out.append(NoiseSecurity(key))
+        elif n in ("tls", "/tls/1.0.0"):
+            from ..security.tls import TlsSecurity
+
+            out.append(TlsSecurity(key))
         elif n in ("plaintext", "/plaintext/2.0.0"):
             from ..security.plaintext import PlaintextSecurity
 
@@ -109,6 +114,7 @@ class Host:
         swarm_config: SwarmConfig | None = None,
         upgrader_config: UpgraderConfig | None = None,
         gater: ConnectionGater | None = None,
+        resource_limits: ResourceLimits | None = None,
         agent_version: str = defaults.AGENT_VERSION,
         keepalive_interval: float = defaults.KEEPALIVE_INTERVAL,
         keepalive_timeout: float = defaults.KEEPALIVE_TIMEOUT,
@@ -137,6 +143,7 @@ class Host:
             self.bus,
             swarm_config or defaults.SWARM,
             self.gater,
+            ResourceManager(resource_limits),
         )
         self.identify_service = IdentifyService(self, agent_version=agent_version, timeout=identify_timeout)
         self.ping_service = PingService(self, timeout=ping_timeout)
@@ -306,7 +313,7 @@ def new_host(**options: Any) -> Host:
     """Create a host (not yet started): ``async with new_host(...) as host:`` starts it and closes it.
 
     Options: ``listen``, ``key``, ``transports``, ``security``, ``muxers``, ``swarm_config``,
-    ``upgrader_config``, ``gater``, ``agent_version``, ``keepalive_interval``, ``keepalive_timeout``,
+    ``upgrader_config``, ``gater``, ``resource_limits``, ``agent_version``, ``keepalive_interval``, ``keepalive_timeout``,
     ``identify_timeout``, ``ping_timeout``, ``announce_addrs``. Defaults: :mod:`aiolibp2p.host.defaults`.
     """
     return Host(**options)

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from ..crypto.keys import PublicKey
     from ..crypto.peer_id import PeerId
     from ..multiaddr import Multiaddr
+    from .resources import ConnectionScope, StreamScope
 
 _conn_ids = itertools.count(1)
 
@@ -22,7 +23,7 @@ _conn_ids = itertools.count(1)
 class Stream:
     """A negotiated protocol stream: what handlers receive and ``new_stream`` returns."""
 
-    __slots__ = ("_closed", "_inner", "_on_done", "conn", "direction", "protocol")
+    __slots__ = ("_closed", "_inner", "_on_done", "conn", "direction", "protocol", "scope")
 
     def __init__(
         self,
@@ -38,6 +39,7 @@ class Stream:
         self.direction = direction
         self._on_done = on_done
         self._closed = False
+        self.scope: StreamScope | None = None
 
     @property
     def remote_peer(self) -> PeerId:
@@ -163,6 +165,9 @@ class Connection:
         self.identified = asyncio.Event()
         self.streams: set[Stream] = set()
         self.close_cause: str | None = None
+        self.scope: ConnectionScope | None = None
+        self.negotiating = 0
+        """Inbound streams still negotiating their protocol."""
         self._closed_event = asyncio.Event()
 
     # -- state ------------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from ..exceptions import (
     NegotiationError,
     NoTransportForAddress,
     ProtocolNotSupported,
+    ResourceLimitExceeded,
 )
 from ..multiaddr import Multiaddr
 from ..multistream import handle_protocol
@@ -37,6 +38,7 @@ from . import events as ev
 from .connection import Connection, Stream
 from .gater import ConnectionGater
 from .peerstore import CONNECTED_ADDR_TTL, RECENTLY_CONNECTED_ADDR_TTL, Peerstore
+from .resources import ConnectionScope, ResourceManager, StreamScope
 from .upgrader import Upgrader
 
 log = logging.getLogger(__name__)
@@ -58,9 +60,6 @@ class SwarmConfig:
     """Seconds a remote has to negotiate a protocol on a stream it opened."""
     max_negotiating_inbound_streams: int = 128
     """Inbound streams per connection still negotiating their protocol; excess are reset."""
-    max_connections: int = 4096
-    """Total connections; inbound connections beyond it are refused."""
-    max_connections_per_peer: int = 8
     stream_probe_delay: float = 1.0
     """If opening a stream takes longer than this, the connection is probed with a muxer ping meanwhile."""
     liveness_check_timeout: float = 2.0
@@ -136,6 +135,7 @@ class Swarm:
         bus: ev.EventBus,
         config: SwarmConfig | None = None,
         gater: ConnectionGater | None = None,
+        resources: ResourceManager | None = None,
     ) -> None:
         self.identity = identity
         self.local_peer = identity.peer_id
@@ -152,7 +152,7 @@ class Swarm:
         self._handlers: dict[str, StreamHandler] = {}
         self._backoff = _DialBackoff(self.config)
         self._closed = False
-        self._pending_inbound = 0
+        self.resources = resources or ResourceManager()
 
     # -- protocol handlers --------------------------------------------------------------------------------------
     def set_stream_handler(self, protocol: str, handler: StreamHandler) -> None:
@@ -207,27 +207,29 @@ class Swarm:
             if not self.gater.allow_accept(pipe.remote_addr):
                 pipe.abort()
                 return
-            if self.num_connections + self._pending_inbound >= self.config.max_connections:
-                log.debug("refusing inbound connection from %s: connection limit", pipe.remote_addr)
+            try:
+                scope = self.resources.open_connection(Direction.INBOUND)
+            except ResourceLimitExceeded as e:
+                log.debug("refusing inbound connection from %s: %s", pipe.remote_addr, e)
                 pipe.abort()
                 return
-            self._pending_inbound += 1
             try:
                 up = await self.upgrader.upgrade(pipe, Direction.INBOUND)
             except (Libp2pError, OSError, EOFError) as e:
+                scope.done()
                 log.debug("inbound upgrade from %s failed: %r", pipe.remote_addr, e)
                 return
-            finally:
-                self._pending_inbound -= 1
+            except BaseException:
+                scope.done()
+                raise
             if self._closed:
+                scope.done()
                 up.muxed.abort(None)
                 return
-            peer = up.session.remote_peer
-            if len(self._live(peer)) >= self.config.max_connections_per_peer:
-                log.debug("refusing connection from %s: per-peer connection limit", peer)
-                await up.muxed.close()
-                return
-            self._add_connection(up, pipe, Direction.INBOUND, transport_name)
+            try:
+                self._add_connection(up, pipe, Direction.INBOUND, transport_name, scope)
+            except ResourceLimitExceeded as e:
+                log.debug("refusing connection from %s: %s", up.session.remote_peer, e)
 
         return handle
 
@@ -265,11 +267,21 @@ class Swarm:
                 best, best_key = c, key
         return best
 
-    def _add_connection(self, up: object, pipe: Pipe, direction: Direction, transport: str) -> Connection:
+    def _add_connection(
+        self, up: object, pipe: Pipe, direction: Direction, transport: str, scope: ConnectionScope
+    ) -> Connection:
+        """Register an upgraded connection. Raises ResourceLimitExceeded (after closing it and releasing
+        ``scope``) when the peer is over its connection limit."""
         from .upgrader import Upgraded
 
         assert isinstance(up, Upgraded)
         s = up.session
+        try:
+            scope.set_peer(s.remote_peer)
+        except ResourceLimitExceeded:
+            scope.done()
+            self._spawn(up.muxed.close())
+            raise
         conn = Connection(
             up.muxed,
             local_peer=self.local_peer,
@@ -282,6 +294,7 @@ class Swarm:
             security=s.security_protocol,
             muxer=up.muxer,
         )
+        conn.scope = scope
         peer = conn.remote_peer
         lst = self._conns.setdefault(peer, [])
         lst.append(conn)
@@ -305,6 +318,8 @@ class Swarm:
             or ("error" if exc is not None and not isinstance(exc, ConnectionClosed) else "remote-closed")
         )
         conn._mark_closed(cause)
+        if conn.scope is not None:
+            conn.scope.done()
         peer = conn.remote_peer
         lst = self._conns.get(peer, [])
         if conn in lst:
@@ -323,6 +338,8 @@ class Swarm:
             self.bus.emit(ev.PeerDisconnected(peer))
 
     def _stream_done(self, s: Stream) -> None:
+        if s.scope is not None:
+            s.scope.done()
         s.conn.streams.discard(s)
         self.bus.emit(ev.StreamClosed(s.remote_peer, s.protocol, s.direction.value, s.conn.id))
 
@@ -331,14 +348,19 @@ class Swarm:
         from ..core.interfaces import MuxedStream
 
         assert isinstance(ms, MuxedStream)
-        negotiating = getattr(conn, "_negotiating", 0)
-        if negotiating >= self.config.max_negotiating_inbound_streams or self._closed:
+        if conn.negotiating >= self.config.max_negotiating_inbound_streams or self._closed:
             self._spawn(ms.reset())
             return
-        conn._negotiating = negotiating + 1  # type: ignore[attr-defined]
-        self._spawn(self._handle_inbound_stream(conn, ms), name=f"inbound-stream-{conn.id}")
+        try:
+            scope = self.resources.open_stream(conn.scope, conn.remote_peer, Direction.INBOUND)
+        except ResourceLimitExceeded as e:
+            log.debug("refusing inbound stream from %s: %s", conn.remote_peer, e)
+            self._spawn(ms.reset())
+            return
+        conn.negotiating += 1
+        self._spawn(self._handle_inbound_stream(conn, ms, scope), name=f"inbound-stream-{conn.id}")
 
-    async def _handle_inbound_stream(self, conn: Connection, ms: object) -> None:
+    async def _handle_inbound_stream(self, conn: Connection, ms: object, scope: StreamScope) -> None:
         from ..core.interfaces import MuxedStream
 
         assert isinstance(ms, MuxedStream)
@@ -347,16 +369,21 @@ class Swarm:
             try:
                 proto = await handle_protocol(ms, self._handlers, timeout=timeout)
             finally:
-                conn._negotiating -= 1  # type: ignore[attr-defined]
+                conn.negotiating -= 1
+            handler = self._handlers.get(proto)
+            if handler is None:  # removed meanwhile
+                raise NegotiationError(f"handler for {proto} was removed")
+            scope.set_protocol(proto)
         except (Libp2pError, OSError, EOFError, asyncio.IncompleteReadError, TimeoutError) as e:
-            log.debug("inbound stream negotiation on %r failed: %r", conn, e)
+            log.debug("inbound stream on %r refused: %r", conn, e)
+            scope.done()
             await ms.reset()
             return
-        handler = self._handlers.get(proto)
-        if handler is None:  # removed meanwhile
-            await ms.reset()
-            return
+        except BaseException:
+            scope.done()
+            raise
         stream = Stream(ms, conn, proto, Direction.INBOUND, self._stream_done)
+        stream.scope = scope
         conn.streams.add(stream)
         self.bus.emit(ev.StreamOpened(conn.remote_peer, proto, "inbound", conn.id))
         try:
@@ -367,6 +394,9 @@ class Swarm:
         except Exception as e:
             log.debug("handler for %s failed: %r", proto, e)
             await stream.reset()
+        else:
+            if ms.is_closed():
+                stream._done()
 
     # -- dialing ------------------------------------------------------------------------------------------------------
     async def dial_peer(
@@ -501,12 +531,18 @@ class Swarm:
         t = self._transport_for(addr, listen=False)
         if t is None:
             raise NoTransportForAddress(f"no transport for {addr}")
-        pipe = await t.dial(addr)
-        up = await self.upgrader.upgrade(pipe, Direction.OUTBOUND, peer)
+        scope = self.resources.open_connection(Direction.OUTBOUND)
+        try:
+            pipe = await t.dial(addr)
+            up = await self.upgrader.upgrade(pipe, Direction.OUTBOUND, peer)
+        except BaseException:
+            scope.done()
+            raise
         if self._closed:
+            scope.done()
             up.muxed.abort(None)
             raise DialError("swarm closed during dial")
-        return self._add_connection(up, pipe, Direction.OUTBOUND, t.name)
+        return self._add_connection(up, pipe, Direction.OUTBOUND, t.name, scope)
 
     # -- streams -------------------------------------------------------------------------------------------------------
     async def new_stream(
@@ -556,6 +592,10 @@ class Swarm:
                 tried.append(conn)
                 if not conn.is_closed():
                     await self._check_liveness(conn)
+                if not conn.is_closed():
+                    # The connection is alive: the remote refused or reset this stream (e.g. a resource
+                    # limit). That is the answer; another connection would get the same one.
+                    raise
                 continue
             else:
                 self.bus.emit(ev.StreamOpened(peer, s.protocol, "outbound", conn.id))
@@ -565,19 +605,24 @@ class Swarm:
         """Open a stream on ``conn``; if that takes longer than ``stream_probe_delay``, probe the connection
         with a muxer ping meanwhile, so a silently dead connection is closed (and the caller fails over) long
         before the caller's deadline."""
+        scope = self.resources.open_stream(conn.scope, conn.remote_peer, Direction.OUTBOUND)
         task = asyncio.ensure_future(conn.open_stream(protocols, timeout=timeout, on_done=self._stream_done))
         probe: asyncio.Future[None] | None = None
         try:
             done, _ = await asyncio.wait({task}, timeout=self.config.stream_probe_delay)
             if not done:
                 probe = asyncio.ensure_future(self._check_liveness(conn))
-            return await task
+            stream = await task
         except BaseException:
             task.cancel()
+            scope.done()
             raise
         finally:
             if probe is not None:
                 probe.cancel()
+        stream.scope = scope
+        scope.set_protocol(stream.protocol)
+        return stream
 
     async def _check_liveness(self, conn: Connection) -> None:
         """After a failure on a connection that claims to be up: ping it through the muxer, and close it if
