@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..network.connmgr import ConnManagerConfig
+from ..network.resources import ResourceLimits
 from ..network.swarm import SwarmConfig
 from ..network.upgrader import UpgraderConfig
 
@@ -15,6 +17,9 @@ DEFAULT_TRANSPORTS = ("tcp", "memory")
 
 SWARM = SwarmConfig()
 UPGRADER = UpgraderConfig()
+CONN_MANAGER = ConnManagerConfig()
+"""Watermarks 160/192 as go-libp2p's defaults."""
+RESOURCE_LIMITS = ResourceLimits()
 
 IDENTIFY_TIMEOUT = 10.0
 PING_TIMEOUT = 10.0

@@ -17,6 +17,7 @@ from ..exceptions import DialError
 from ..multiaddr import Multiaddr
 from ..network import events as ev
 from ..network.connection import Connection, Stream
+from ..network.connmgr import ConnectionManager, ConnManagerConfig
 from ..network.gater import ConnectionGater
 from ..network.peerstore import Peerstore
 from ..network.resources import ResourceLimits, ResourceManager
@@ -115,6 +116,7 @@ class Host:
         upgrader_config: UpgraderConfig | None = None,
         gater: ConnectionGater | None = None,
         resource_limits: ResourceLimits | None = None,
+        conn_manager: ConnManagerConfig | None = None,
         agent_version: str = defaults.AGENT_VERSION,
         keepalive_interval: float = defaults.KEEPALIVE_INTERVAL,
         keepalive_timeout: float = defaults.KEEPALIVE_TIMEOUT,
@@ -143,8 +145,9 @@ class Host:
             self.bus,
             swarm_config or defaults.SWARM,
             self.gater,
-            ResourceManager(resource_limits),
+            ResourceManager(resource_limits or defaults.RESOURCE_LIMITS),
         )
+        self.conn_manager = ConnectionManager(self.swarm, conn_manager or defaults.CONN_MANAGER)
         self.identify_service = IdentifyService(self, agent_version=agent_version, timeout=identify_timeout)
         self.ping_service = PingService(self, timeout=ping_timeout)
         self._tasks: set[asyncio.Future[Any]] = set()
@@ -156,6 +159,7 @@ class Host:
         if self._started:
             return
         self._started = True
+        self.conn_manager.start()
         self.identify_service.start()
         self.ping_service.start()
         try:
@@ -313,7 +317,7 @@ def new_host(**options: Any) -> Host:
     """Create a host (not yet started): ``async with new_host(...) as host:`` starts it and closes it.
 
     Options: ``listen``, ``key``, ``transports``, ``security``, ``muxers``, ``swarm_config``,
-    ``upgrader_config``, ``gater``, ``resource_limits``, ``agent_version``, ``keepalive_interval``, ``keepalive_timeout``,
+    ``upgrader_config``, ``gater``, ``resource_limits``, ``conn_manager``, ``agent_version``, ``keepalive_interval``, ``keepalive_timeout``,
     ``identify_timeout``, ``ping_timeout``, ``announce_addrs``. Defaults: :mod:`aiolibp2p.host.defaults`.
     """
     return Host(**options)
