@@ -6,6 +6,9 @@ Two hosts on loopback (Noise + yamux negotiated with multistream-select over eac
 sends ``MiB`` MiB in 256 KiB writes, the other side reads and discards, and the sender waits for the
 receiver's byte count. Transports: tcp, ws, and wss (self-signed certificate; TLS under Noise, as the spec
 asks). Rounds alternate transports, since absolute numbers on shared machines drift.
+
+Measured 2026-11 (256 MiB x 5, Python 3.11, stdlib loop; median / best MB/s):
+tcp 315 / 353, ws 249 / 298, wss 156 / 168. With uvloop: tcp 261 / 284, ws 232 / 240, wss 141 / 161.
 """
 
 from __future__ import annotations
