@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from ..core.interfaces import Direction, LocalIdentity, Transport
+from ..core.interfaces import Direction, LocalIdentity, MuxedStream, Transport
 from ..core.pipe import Pipe
 from ..crypto.peer_id import PeerId
 from ..exceptions import (
@@ -344,10 +344,7 @@ class Swarm:
         self.bus.emit(ev.StreamClosed(s.remote_peer, s.protocol, s.direction.value, s.conn.id))
 
     # -- inbound streams ----------------------------------------------------------------------------------------
-    def _on_inbound_stream(self, conn: Connection, ms: object) -> None:
-        from ..core.interfaces import MuxedStream
-
-        assert isinstance(ms, MuxedStream)
+    def _on_inbound_stream(self, conn: Connection, ms: MuxedStream) -> None:
         if conn.negotiating >= self.config.max_negotiating_inbound_streams or self._closed:
             self._spawn(ms.reset())
             return
@@ -360,10 +357,7 @@ class Swarm:
         conn.negotiating += 1
         self._spawn(self._handle_inbound_stream(conn, ms, scope), name=f"inbound-stream-{conn.id}")
 
-    async def _handle_inbound_stream(self, conn: Connection, ms: object, scope: StreamScope) -> None:
-        from ..core.interfaces import MuxedStream
-
-        assert isinstance(ms, MuxedStream)
+    async def _handle_inbound_stream(self, conn: Connection, ms: MuxedStream, scope: StreamScope) -> None:
         timeout = self.config.inbound_negotiation_timeout
         try:
             try:

@@ -45,6 +45,8 @@ IDENTIFY_TIMEOUT = 10.0
 """Seconds for a whole identify exchange on a connection."""
 PUSH_DEBOUNCE = 0.05
 MAX_OBSERVED_ADDRS = 16
+VERIFIED_RECORD_CACHE = 1024
+"""Signed peer records remembered as verified (by their exact bytes), so reconnects skip the signature check."""
 
 
 @dataclass(slots=True)
@@ -99,6 +101,9 @@ class IdentifyService:
         self._push_handle: asyncio.TimerHandle | None = None
         self._record_cache: tuple[tuple[bytes, ...], bytes] | None = None
         self.observed_addrs: dict[Multiaddr, int] = {}
+        # Signed records already verified (a peer sends the same one on every connection), keyed by the exact
+        # envelope bytes; the signer is checked against the sending peer on every use.
+        self._verified_records: dict[bytes, tuple[PeerId, int, list[Multiaddr]]] = {}
 
     def start(self) -> None:
         self.host.set_stream_handler(PROTOCOL_ID, self._handle_identify)
@@ -228,13 +233,19 @@ class IdentifyService:
         if msg.HasField("signedPeerRecord"):
             info.signed_peer_record = msg.signedPeerRecord
             try:
-                record, _env = open_signed_peer_record(msg.signedPeerRecord)
-                if record.peer_id != peer:
+                cached = self._verified_records.get(msg.signedPeerRecord)
+                if cached is None:
+                    record, _env = open_signed_peer_record(msg.signedPeerRecord)
+                    cached = (record.peer_id, record.seq, [Multiaddr.from_bytes(a) for a in record.addrs])
+                    if len(self._verified_records) >= VERIFIED_RECORD_CACHE:
+                        self._verified_records.pop(next(iter(self._verified_records)))
+                    self._verified_records[msg.signedPeerRecord] = cached
+                signer, seq, addrs = cached
+                if signer != peer:
                     raise ProtocolViolation("signed peer record is for another peer", protocol=PROTOCOL_ID)
-                addrs = [Multiaddr.from_bytes(a) for a in record.addrs]
-                ps.consume_peer_record(peer, record.seq, msg.signedPeerRecord, addrs)
+                ps.consume_peer_record(peer, seq, msg.signedPeerRecord, addrs)
                 info.signed_record_valid = True
-                info.listen_addrs = addrs
+                info.listen_addrs = list(addrs)
             except Libp2pError as e:
                 log.debug("ignoring invalid signed peer record from %s: %r", peer, e)
         if info.listen_addrs:

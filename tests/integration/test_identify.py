@@ -1,0 +1,65 @@
+"""Identify: push on protocol changes, merging split messages, and refusing records that are not the sender's."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import aiolibp2p
+from aiolibp2p.crypto.keys import generate_key_pair
+from aiolibp2p.crypto.peer_id import PeerId
+from aiolibp2p.crypto.peer_record import make_signed_peer_record
+from aiolibp2p.exceptions import ProtocolViolation
+from aiolibp2p.network import events as ev
+from aiolibp2p.protocols.identify.service import decode_messages
+from aiolibp2p.wire.pb import identify_pb2
+from aiolibp2p.wire.varint import length_prefixed
+
+
+async def test_push_updates_protocols_on_the_other_side() -> None:
+    async with asyncio.timeout(10):
+        async with aiolibp2p.new_host() as a, aiolibp2p.new_host(listen=[]) as b:
+            peer = await b.connect(a.full_addrs()[0])
+            await b.identify(peer)
+            updated = asyncio.Event()
+            b.on(ev.PeerProtocolsUpdated, lambda e: updated.set())
+
+            async def noop(stream: aiolibp2p.Stream) -> None:
+                await stream.close()
+
+            a.set_stream_handler("/new/1.0.0", noop)
+            await updated.wait()
+            assert "/new/1.0.0" in b.peerstore.get_protocols(peer)
+            a.remove_stream_handler("/new/1.0.0")
+            for _ in range(100):
+                if "/new/1.0.0" not in b.peerstore.get_protocols(peer):
+                    break
+                await asyncio.sleep(0.01)
+            assert "/new/1.0.0" not in b.peerstore.get_protocols(peer)
+
+
+def test_split_messages_are_merged() -> None:
+    first = identify_pb2.Identify(agentVersion="x", protocols=["/a"]).SerializeToString()
+    second = identify_pb2.Identify(signedPeerRecord=b"rec").SerializeToString()
+    merged = decode_messages(length_prefixed(first) + length_prefixed(second))
+    assert (
+        merged.agentVersion == "x" and list(merged.protocols) == ["/a"] and merged.signedPeerRecord == b"rec"
+    )
+    with pytest.raises(ProtocolViolation):
+        decode_messages(length_prefixed(first) * 11)
+
+
+async def test_a_record_of_another_peer_is_refused_even_when_cached() -> None:
+    async with aiolibp2p.new_host(listen=[]) as h:
+        svc = h.identify_service
+        alice_key = generate_key_pair()
+        alice = PeerId.from_public_key(alice_key.public_key)
+        mallory = PeerId.from_public_key(generate_key_pair().public_key)
+        rec = make_signed_peer_record(alice_key, [aiolibp2p.Multiaddr("/ip4/1.2.3.4/tcp/1").to_bytes()])
+        info = svc._consume(alice, None, identify_pb2.Identify(signedPeerRecord=rec), push=True)
+        assert info.signed_record_valid
+        # mallory replays alice's (now cached) record as its own
+        info = svc._consume(mallory, None, identify_pb2.Identify(signedPeerRecord=rec), push=True)
+        assert not info.signed_record_valid
+        assert h.peerstore.peer_record(mallory) is None
