@@ -494,10 +494,12 @@ class GossipSub(PubSubRouter):
             self.stats.iwant_ignored += 1
             return
         out: dict[bytes, pb.Message] = {}
+        asked: set[bytes] = set()
         for iwant in iwants:
             for mid in iwant.messageIDs:
-                if mid in out:
+                if mid in asked:
                     continue
+                asked.add(mid)
                 got = self.mcache.get_for_peer(mid, peer)
                 if got is None:
                     continue
