@@ -289,18 +289,17 @@ def test_idontwant_sent_for_large_messages_and_honoured() -> None:
 
 def test_idontwant_only_to_v12_peers() -> None:
     net = Net()
-    v12 = net.add_gossipsub()
     old = net.add_gossipsub(GossipSubConfig(protocols=(GOSSIPSUB_V11, GOSSIPSUB_V10)))
-    src = net.add_gossipsub()
+    v12 = [net.add_gossipsub() for _ in range(3)]
     net.connect_all()
     net.subscribe_all("t")
     net.advance(2.0)
     net.log.clear()
-    src.router.publish("t", bytes(4000), net.now)
+    v12[0].router.publish("t", bytes(4000), net.now)
     net.pump()
-    for s, d, rpc in net.log:
-        if rpc.control.idontwant:
-            assert net.by_id[d] is not old and net.by_id[s] is not old
+    pairs = [(net.by_id[s], net.by_id[d]) for s, d, rpc in net.log if rpc.control.idontwant]
+    assert pairs and all(d is not old for _, d in pairs)
+    assert not any(rpc.control.idontwant for rpc in net.sent(src=old))
 
 
 def test_idontwant_flood_bounded() -> None:

@@ -233,6 +233,7 @@ class PeerScore:
             ts.first_message_deliveries = 0.0
             self._apply_mesh_failure(topic, ts)
             ts.in_mesh = False
+            ts.mesh_message_deliveries_active = False
         stats.connected = False
         stats.expire = now + self.params.retain_score
 
@@ -277,7 +278,10 @@ class PeerScore:
         if ts is None:
             return
         self._apply_mesh_failure(topic, ts)
+        # P3 applies to mesh members only; out of the mesh the deficit lives on as P3b (as rust does; go
+        # keeps P3 active until the next graft and so counts the deficit twice).
         ts.in_mesh = False
+        ts.mesh_message_deliveries_active = False
 
     # --- penalties ---
 
