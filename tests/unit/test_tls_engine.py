@@ -23,6 +23,17 @@ YAMUX = "/yamux/1.0.0"
 MPLEX = "/mplex/6.7.0"
 
 
+@pytest.fixture(autouse=True, params=["fast", "public"])
+def data_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run every test over both data paths of the engine (direct OpenSSL calls / pyOpenSSL's API)."""
+    import aiolibp2p.security.tls.engine as engine_module
+
+    if request.param == "fast" and not engine_module.FAST_PATH_AVAILABLE:
+        pytest.skip("pyOpenSSL does not expose the OpenSSL functions of the fast path")
+    monkeypatch.setattr(engine_module, "USE_FAST_PATH", request.param == "fast")
+    return str(request.param)
+
+
 def engines(
     key_c: PrivateKey | None = None,
     key_s: PrivateKey | None = None,
@@ -59,9 +70,10 @@ def run(c: TlsEngine, s: TlsEngine) -> None:
             return
 
 
-def test_handshake_and_data_both_ways() -> None:
+def test_handshake_and_data_both_ways(data_path: str) -> None:
     kc, ks = generate_key_pair(), generate_key_pair()
     c, s = engines(kc, ks)
+    assert c._fast == s._fast == (data_path == "fast")
     run(c, s)
     assert c.result.remote_peer == ks.peer_id and c.result.remote_public_key == ks.public_key
     assert s.result.remote_peer == kc.peer_id and s.result.remote_public_key == kc.public_key
@@ -325,3 +337,24 @@ def test_bad_muxer_name_refused() -> None:
         engines(muxers_c=("x" * 300,))
     with pytest.raises(ValueError):
         engines(muxers_c=("",))
+
+
+def test_record_tracking_against_a_reference() -> None:
+    import random
+
+    rng = random.Random(7)
+    for _ in range(50):
+        c, _ = engines()
+        stream = bytearray()
+        boundaries = {0}
+        for _ in range(rng.randrange(1, 12)):
+            length = rng.choice([0, 1, 4, 5, 100, 16401, rng.randrange(0, 70000) & 0xFFFF])
+            stream += bytes((23, 3, 3)) + length.to_bytes(2, "big") + bytes(length)
+            boundaries.add(len(stream))
+        pos = 0
+        while pos < len(stream):
+            step = rng.choice([1, 2, 3, 5, 7, 4096, 20000, len(stream)])
+            chunk = memoryview(stream)[pos : pos + step]
+            c._track_records(chunk)
+            pos += len(chunk)
+            assert c.mid_record == (pos not in boundaries), pos

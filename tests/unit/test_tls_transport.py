@@ -29,6 +29,17 @@ MPLEX = "/mplex/6.7.0"
 WAIT = 5.0
 
 
+@pytest.fixture(autouse=True, params=["fast", "public"])
+def data_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run every test over both data paths of the engine (direct OpenSSL calls / pyOpenSSL's API)."""
+    import aiolibp2p.security.tls.engine as engine_module
+
+    if request.param == "fast" and not engine_module.FAST_PATH_AVAILABLE:
+        pytest.skip("pyOpenSSL does not expose the OpenSSL functions of the fast path")
+    monkeypatch.setattr(engine_module, "USE_FAST_PATH", request.param == "fast")
+    return str(request.param)
+
+
 class Collector:
     def __init__(self) -> None:
         self.data = bytearray()

@@ -236,10 +236,19 @@ class TlsPipe:
             elif self._flush_handle is None:
                 self._flush_handle = self._loop.call_soon(self._flush)
             return
-        if pending:
+        if not pending:
+            self._encrypt(data)
+            return
+        # Top the pending bytes (a muxer frame header, say) up to one full record rather than sending a
+        # tiny record of their own.
+        room = COALESCE_LIMIT - len(pending)
+        with memoryview(data) as mv:
+            pending += mv[:room]
             self._encrypt(pending)
             pending.clear()
-        self._encrypt(data)
+            self._cancel_flush()
+            if n > room:
+                self._encrypt(mv[room:])
 
     def _encrypt(self, data: bytes | bytearray | memoryview) -> None:
         engine = self._engine
