@@ -37,6 +37,10 @@ def mesh_net(n: int, config: GossipSubConfig | None = None, seed: int = 1, degre
 def test_mesh_forms_within_bounds_and_everyone_receives() -> None:
     net = mesh_net(20)
     cfg = GossipSubConfig()
+    # Early subscribers are grafted by everyone and prune down to D in the first heartbeat; a peer that
+    # is pruned by several at once may sit below D_lo until the 60 s backoffs expire (as in go).
+    assert all(1 <= len(n.gs.mesh["t"]) <= cfg.d_hi for n in net.nodes)
+    net.advance(62.0, step=1.0)
     for node in net.nodes:
         mesh = node.gs.mesh["t"]
         assert cfg.d_lo <= len(mesh) <= cfg.d_hi
@@ -92,6 +96,19 @@ def test_fanout_publish_without_joining() -> None:
     assert all(s.data("t") == [b"fan"] for s in subs)
     net.advance(61.0, step=1.0)
     assert "t" not in pub.gs.fanout  # fanout TTL
+
+
+def test_eager_graft_when_mesh_is_short() -> None:
+    net = Net()
+    a, b = net.add_gossipsub(), net.add_gossipsub()
+    net.connect(a, b)
+    a.router.subscribe("t", net.now)
+    net.pump()
+    assert a.gs.mesh["t"] == set()
+    b.router.subscribe("t", net.now)  # b's announcement makes a graft it at once, before any heartbeat
+    net.pump()
+    assert a.gs.mesh["t"] == {b.peer_id} and b.gs.mesh["t"] == {a.peer_id}
+    assert any(g.topicID == "t" for rpc in net.sent(src=a, dst=b) for g in rpc.control.graft)
 
 
 def test_join_after_fanout_reuses_fanout_peers() -> None:
@@ -446,7 +463,9 @@ def test_opportunistic_graft() -> None:
     peers = [net.add_gossipsub() for _ in range(6)]
     for p in peers:
         net.connect(hub, p)
-        p.gs._next_heartbeat = float("inf")  # passive peers: they never graft the hub themselves
+        # passive peers: they never graft the hub themselves (no heartbeat, no eager graft)
+        p.gs._next_heartbeat = float("inf")
+        p.gs._on_peer_joined_topic = lambda *args: None  # type: ignore[method-assign]
     net.subscribe_all("t", peers)
     hub.router.subscribe("t", net.now)
     net.advance(1.0)

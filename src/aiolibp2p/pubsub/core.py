@@ -451,6 +451,7 @@ class PubSubRouter:
             st.topics.add(topic)
             self.topics.setdefault(topic, set()).add(peer)
             self._events.append(PeerJoinedTopic(peer, topic))
+            self._on_peer_joined_topic(peer, topic, now)
         else:
             if topic not in st.topics:
                 return
@@ -552,6 +553,9 @@ class PubSubRouter:
         pass
 
     def _on_peer_removed(self, peer: PeerId, st: PeerState, now: float) -> None:
+        pass
+
+    def _on_peer_joined_topic(self, peer: PeerId, topic: str, now: float) -> None:
         pass
 
     def _on_peer_left_topic(self, peer: PeerId, topic: str, now: float) -> None:

@@ -263,6 +263,22 @@ class GossipSub(PubSubRouter):
         if self.score is not None:
             self.score.remove_peer(peer, now)
 
+    def _on_peer_joined_topic(self, peer: PeerId, topic: str, now: float) -> None:
+        # Graft at once when our mesh is short, instead of waiting for the heartbeat (as rust does), so a
+        # freshly joined topic carries messages as soon as peers announce themselves.
+        mesh = self.mesh.get(topic)
+        if (
+            mesh is not None
+            and len(mesh) < self.gs.d_lo
+            and peer not in mesh
+            and peer not in self.direct
+            and self._is_gossipsub(peer)
+            and not self._in_backoff(topic, peer, now)
+            and self.peer_score(peer) >= 0
+        ):
+            mesh.add(peer)
+            self._graft(peer, topic, now)
+
     def _on_peer_left_topic(self, peer: PeerId, topic: str, now: float) -> None:
         mesh = self.mesh.get(topic)
         if mesh is not None and peer in mesh:

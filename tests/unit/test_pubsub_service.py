@@ -1,0 +1,67 @@
+"""The asyncio PubSub service over real hosts on the memory transport (3 hosts, GossipSub and FloodSub)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import aiolibp2p
+from aiolibp2p.exceptions import DeadlineExceeded
+from aiolibp2p.pubsub.message import ValidationResult
+from aiolibp2p.pubsub.service import floodsub, gossipsub
+
+
+async def _hosts(n: int) -> list[aiolibp2p.Host]:
+    hosts = [aiolibp2p.new_host(listen=["/memory/0"]) for _ in range(n)]
+    for h in hosts:
+        await h.start()
+    return hosts
+
+
+@pytest.mark.parametrize("factory", [gossipsub, floodsub])
+async def test_three_hosts_publish_and_receive(factory: object) -> None:
+    hosts = await _hosts(3)
+    services = []
+    try:
+        async with asyncio.timeout(10):
+            services = [await factory(h) for h in hosts]  # type: ignore[operator]
+            topics = [ps.join("news") for ps in services]
+            subs = [await t.subscribe() for t in topics]
+            await hosts[1].connect(hosts[0].full_addrs())
+            await hosts[2].connect(hosts[1].full_addrs())
+            # host 1 sees both others; hosts 0 and 2 reach each other through host 1
+            await topics[1].publish(b"hello", min_peers=2, timeout=5)
+            for sub in subs:
+                assert (await sub.next(timeout=5)).data == b"hello"
+            await topics[0].publish(b"from-0", min_peers=1, timeout=5)
+            for sub in subs:
+                msg = await sub.next(timeout=5)
+                assert msg.data == b"from-0" and msg.source == hosts[0].peer_id
+    finally:
+        for ps in services:
+            await ps.close()
+        for h in hosts:
+            await h.close()
+
+
+async def test_validator_and_readiness_timeout() -> None:
+    hosts = await _hosts(2)
+    services = []
+    try:
+        async with asyncio.timeout(10):
+            services = [await gossipsub(h) for h in hosts]
+            t0, t1 = services[0].join("t"), services[1].join("t")
+            t1.validator = lambda m: ValidationResult.REJECT if m.data == b"bad" else ValidationResult.ACCEPT
+            s1 = await t1.subscribe()
+            with pytest.raises(DeadlineExceeded):
+                await t0.publish(b"x", min_peers=1, timeout=0.2)
+            await hosts[0].connect(hosts[1].full_addrs())
+            await t0.publish(b"bad", min_peers=1, timeout=5)
+            await t0.publish(b"good", min_peers=1, timeout=5)
+            assert (await s1.next(timeout=5)).data == b"good"
+    finally:
+        for ps in services:
+            await ps.close()
+        for h in hosts:
+            await h.close()
