@@ -26,7 +26,7 @@ async def test_three_hosts_publish_and_receive(factory: object) -> None:
     try:
         async with asyncio.timeout(10):
             services = [await factory(h) for h in hosts]  # type: ignore[operator]
-            topics = [ps.join("news") for ps in services]
+            topics = [await ps.join("news") for ps in services]
             subs = [await t.subscribe() for t in topics]
             await hosts[1].connect(hosts[0].full_addrs())
             await hosts[2].connect(hosts[1].full_addrs())
@@ -51,7 +51,7 @@ async def test_validator_and_readiness_timeout() -> None:
     try:
         async with asyncio.timeout(10):
             services = [await gossipsub(h) for h in hosts]
-            t0, t1 = services[0].join("t"), services[1].join("t")
+            t0, t1 = await services[0].join("t"), await services[1].join("t")
             t1.validator = lambda m: ValidationResult.REJECT if m.data == b"bad" else ValidationResult.ACCEPT
             s1 = await t1.subscribe()
             with pytest.raises(DeadlineExceeded):

@@ -38,6 +38,7 @@ from .message import (
     default_message_id,
 )
 from .score import PeerScoreParams, PeerScoreThresholds, TopicScoreParams, score_parameter_decay
+from .service import PubSub, Subscription, Topic, floodsub, gossipsub
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
@@ -58,6 +59,7 @@ __all__ = [
     "PeerLeftTopic",
     "PeerScoreParams",
     "PeerScoreThresholds",
+    "PubSub",
     "PubSubConfig",
     "PubSubEvent",
     "PubSubMessage",
@@ -65,10 +67,14 @@ __all__ = [
     "PubSubStats",
     "RejectReason",
     "SignaturePolicy",
+    "Subscription",
+    "Topic",
     "TopicScoreParams",
     "ValidateMessage",
     "ValidationResult",
     "content_message_id",
     "default_message_id",
+    "floodsub",
+    "gossipsub",
     "score_parameter_decay",
 ]

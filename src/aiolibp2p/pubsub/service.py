@@ -208,7 +208,7 @@ class PubSub:
             with contextlib.suppress(BaseException):
                 await t
 
-    def join(self, name: str) -> Topic:
+    async def join(self, name: str) -> Topic:
         topic = self.topics.get(name)
         if topic is None:
             topic = self.topics[name] = Topic(self, name)
