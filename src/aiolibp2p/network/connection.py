@@ -23,7 +23,17 @@ _conn_ids = itertools.count(1)
 class Stream:
     """A negotiated protocol stream: what handlers receive and ``new_stream`` returns."""
 
-    __slots__ = ("_closed", "_inner", "_on_done", "conn", "direction", "protocol", "scope")
+    __slots__ = (
+        "_closed",
+        "_inner",
+        "_on_done",
+        "bytes_read",
+        "bytes_written",
+        "conn",
+        "direction",
+        "protocol",
+        "scope",
+    )
 
     def __init__(
         self,
@@ -40,6 +50,10 @@ class Stream:
         self._on_done = on_done
         self._closed = False
         self.scope: StreamScope | None = None
+        self.bytes_read = 0
+        """Payload bytes this stream has returned to its reader (metrics; one integer add per read)."""
+        self.bytes_written = 0
+        """Payload bytes this stream has been given to write."""
 
     @property
     def remote_peer(self) -> PeerId:
@@ -52,19 +66,27 @@ class Stream:
     async def read(self, max_bytes: int = 65536, *, timeout: float | None = None) -> bytes:
         """Up to ``max_bytes`` bytes; b"" at EOF. ``timeout`` (s) raises DeadlineExceeded."""
         if timeout is None:
-            return await self._inner.read(max_bytes)
+            data = await self._inner.read(max_bytes)
+            self.bytes_read += len(data)
+            return data
         try:
             async with asyncio.timeout(timeout):
-                return await self._inner.read(max_bytes)
+                data = await self._inner.read(max_bytes)
+                self.bytes_read += len(data)
+                return data
         except TimeoutError:
             raise DeadlineExceeded("stream read", timeout) from None
 
     async def readexactly(self, n: int, *, timeout: float | None = None) -> bytes:
         if timeout is None:
-            return await self._inner.readexactly(n)
+            data = await self._inner.readexactly(n)
+            self.bytes_read += n
+            return data
         try:
             async with asyncio.timeout(timeout):
-                return await self._inner.readexactly(n)
+                data = await self._inner.readexactly(n)
+                self.bytes_read += n
+                return data
         except TimeoutError:
             raise DeadlineExceeded("stream read", timeout) from None
 
@@ -79,6 +101,7 @@ class Stream:
                 chunk = await self._inner.read(65536)
                 if not chunk:
                     return
+                self.bytes_read += len(chunk)
                 buf.extend(chunk)
                 if len(buf) > limit:
                     raise MessageTooLarge(f"stream sent more than {limit} bytes", protocol=self.protocol)
@@ -94,6 +117,7 @@ class Stream:
         return bytes(buf)
 
     async def write(self, data: bytes | bytearray | memoryview, *, timeout: float | None = None) -> None:
+        self.bytes_written += len(data)
         if timeout is None:
             await self._inner.write(data)
             return

@@ -13,13 +13,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..crypto.peer_id import PeerId
     from ..multiaddr import Multiaddr
-    from .connection import Connection
+    from .connection import Connection, Stream
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,8 @@ class StreamClosed(Event):
     protocol: str
     direction: str
     conn_id: int
+    stream: Stream | None = field(default=None, compare=False, repr=False)
+    """The stream itself (its ``bytes_read`` / ``bytes_written`` are final)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +100,25 @@ class PeerProtocolsUpdated(Event):
     peer: PeerId
     added: tuple[str, ...]
     removed: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DialCompleted(Event):
+    """A dial to ``peer`` (across all its addresses) finished: ``error`` is the exception's class name, or
+    ``""`` on success."""
+
+    peer: PeerId
+    ok: bool
+    seconds: float
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class IdentifyFailed(Event):
+    """Identify on ``conn`` failed (every attempt) while the connection stayed open."""
+
+    peer: PeerId
+    conn: Connection
 
 
 class SubscriptionOverflow(Exception):

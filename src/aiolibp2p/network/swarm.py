@@ -341,7 +341,7 @@ class Swarm:
         if s.scope is not None:
             s.scope.done()
         s.conn.streams.discard(s)
-        self.bus.emit(ev.StreamClosed(s.remote_peer, s.protocol, s.direction.value, s.conn.id))
+        self.bus.emit(ev.StreamClosed(s.remote_peer, s.protocol, s.direction.value, s.conn.id, s))
 
     # -- inbound streams ----------------------------------------------------------------------------------------
     def _on_inbound_stream(self, conn: Connection, ms: MuxedStream) -> None:
@@ -424,6 +424,7 @@ class Swarm:
         task: asyncio.Task[Connection] = asyncio.ensure_future(
             self._dial(peer, list(addrs), explicit=explicit)
         )
+        task.add_done_callback(self._make_dial_reporter(peer, time.monotonic()))
         if not new_connection:
             self._dials[peer] = task
             task.add_done_callback(
@@ -432,6 +433,14 @@ class Swarm:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return await self._await_dial(task, timeout)
+
+    def _make_dial_reporter(self, peer: PeerId, t0: float) -> Callable[[asyncio.Task[Connection]], None]:
+        def report(t: asyncio.Task[Connection]) -> None:
+            exc = None if t.cancelled() else t.exception()
+            err = "CancelledError" if t.cancelled() else type(exc).__name__ if exc is not None else ""
+            self.bus.emit(ev.DialCompleted(peer, not err, time.monotonic() - t0, err))
+
+        return report
 
     async def _await_dial(self, task: asyncio.Task[Connection], timeout: float | None) -> Connection:
         t = self.config.dial_timeout if timeout is None else timeout

@@ -201,6 +201,8 @@ class IdentifyService:
                 ev.PeerIdentified(conn.remote_peer, conn, tuple(info.protocols), info.agent_version)
             )
             return info
+        if not conn.is_closed():
+            self.host.bus.emit(ev.IdentifyFailed(conn.remote_peer, conn))
         return None
 
     def _consume(
