@@ -88,6 +88,8 @@ class JsPeer:
         connection_monitor: bool = True,
         yamux_keepalive: bool = True,
         mplex_disconnect_threshold: int | None = None,
+        transport: str = "tcp",
+        security: str = "noise",
         extra_args: Sequence[str] = (),
         start_timeout: float = 20.0,
         command_timeout: float = 30.0,
@@ -96,13 +98,26 @@ class JsPeer:
     ) -> None:
         if muxer not in ("yamux", "mplex", "both"):
             raise ValueError(f"muxer must be yamux, mplex or both, not {muxer!r}")
+        if transport not in ("tcp", "ws", "both"):
+            raise ValueError(f"transport must be tcp, ws or both, not {transport!r}")
+        if security not in ("noise", "tls", "both", "tls-noise"):
+            raise ValueError(f"security must be noise, tls, both or tls-noise, not {security!r}")
         self.muxer = muxer
+        self.transport = transport
+        self.security = security
         self.name = name
         self.start_timeout = start_timeout
         self.command_timeout = command_timeout
         args = ["--muxer", muxer]
+        if transport != "tcp":
+            args += ["--transport", transport]
+        if security != "noise":
+            args += ["--security", security]
         if listen is True:
-            args += ["--listen", "/ip4/127.0.0.1/tcp/0"]
+            if transport in ("tcp", "both"):
+                args += ["--listen", "/ip4/127.0.0.1/tcp/0"]
+            if transport in ("ws", "both"):
+                args += ["--listen", "/ip4/127.0.0.1/tcp/0/ws"]
         elif listen is False:
             args += ["--no-listen"]
         else:
@@ -141,6 +156,14 @@ class JsPeer:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    def addr_of(self, transport: str) -> str:
+        """The first listen address (with /p2p/<peer id>) of ``transport``: "tcp" or "ws"."""
+        for a in self.addrs:
+            is_ws = "/ws/" in a or "/wss/" in a or a.endswith(("/ws", "/wss"))
+            if (transport == "ws") == is_ws:
+                return a
+        raise JsPeerError(f"{self.name} has no {transport} listen address: {self.addrs}")
 
     @property
     def addr(self) -> str:

@@ -9,6 +9,8 @@ import { mplex } from '@libp2p/mplex'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
+import { tls } from '@libp2p/tls'
+import { webSockets } from '@libp2p/websockets'
 import { yamux } from '@libp2p/yamux'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p } from 'libp2p'
@@ -16,6 +18,7 @@ import { ECHO_PROTOCOL, handleEcho, makeCommands } from './commands.mjs'
 import { describeConnection, emit, log, setVerbose } from './output.mjs'
 
 const USAGE = `usage: node peer.mjs [--listen MA]... [--no-listen] [--muxer yamux|mplex|both]
+                    [--transport tcp|ws|both] [--security noise|tls|both|tls-noise]
                     [--private-key HEX] [--no-connection-monitor] [--no-yamux-keepalive]
                     [--mplex-disconnect-threshold N] [--verbose]`
 
@@ -26,6 +29,8 @@ function parseOptions (argv) {
       listen: { type: 'string', multiple: true },
       'no-listen': { type: 'boolean', default: false },
       muxer: { type: 'string', default: 'yamux' },
+      transport: { type: 'string', default: 'tcp' },
+      security: { type: 'string', default: 'noise' },
       'private-key': { type: 'string' },
       'no-connection-monitor': { type: 'boolean', default: false },
       'no-yamux-keepalive': { type: 'boolean', default: false },
@@ -42,7 +47,18 @@ function parseOptions (argv) {
   if (!['yamux', 'mplex', 'both'].includes(values.muxer)) {
     throw new Error(`--muxer must be yamux, mplex or both, not ${values.muxer}\n${USAGE}`)
   }
-  const listen = values['no-listen'] ? [] : (values.listen ?? ['/ip4/127.0.0.1/tcp/0'])
+  if (!['tcp', 'ws', 'both'].includes(values.transport)) {
+    throw new Error(`--transport must be tcp, ws or both, not ${values.transport}\n${USAGE}`)
+  }
+  if (!['noise', 'tls', 'both', 'tls-noise'].includes(values.security)) {
+    throw new Error(`--security must be noise, tls, both or tls-noise, not ${values.security}\n${USAGE}`)
+  }
+  const defaultListen = {
+    tcp: ['/ip4/127.0.0.1/tcp/0'],
+    ws: ['/ip4/127.0.0.1/tcp/0/ws'],
+    both: ['/ip4/127.0.0.1/tcp/0', '/ip4/127.0.0.1/tcp/0/ws']
+  }[values.transport]
+  const listen = values['no-listen'] ? [] : (values.listen ?? defaultListen)
   return { ...values, listen }
 }
 
@@ -59,16 +75,39 @@ function makeMuxers (opts) {
   }
 }
 
+function makeTransports (opts) {
+  // @libp2p/websockets 10.x has no address filter of its own; libp2p's Node
+  // connection gater allows everything, so plain ws to 127.0.0.1 is dialable
+  switch (opts.transport) {
+    case 'tcp': return [tcp()]
+    case 'ws': return [webSockets()]
+    default: return [tcp(), webSockets()]
+  }
+}
+
+function makeEncrypters (opts) {
+  // 'both' = noise preferred, 'tls-noise' = tls preferred
+  switch (opts.security) {
+    case 'noise': return [noise()]
+    case 'tls': return [tls()]
+    case 'both': return [noise(), tls()]
+    default: return [tls(), noise()]
+  }
+}
+
 export async function main (argv) {
   const opts = parseOptions(argv)
   setVerbose(opts.verbose)
 
   const init = {
     addresses: { listen: opts.listen },
-    transports: [tcp()],
-    connectionEncrypters: [noise()],
+    transports: makeTransports(opts),
+    connectionEncrypters: makeEncrypters(opts),
     streamMuxers: makeMuxers(opts),
     connectionMonitor: { enabled: !opts['no-connection-monitor'] },
+    // allow every address explicitly (loopback, plain /ws): libp2p's browser
+    // gater refuses both, the Node one has no opinion
+    connectionGater: { denyDialMultiaddr: async () => false },
     services: {
       identify: identify(),
       ping: ping()
@@ -147,7 +186,9 @@ export async function main (argv) {
     event: 'listening',
     peerId: node.peerId.toString(),
     addrs: node.getMultiaddrs().map((ma) => ma.toString()),
-    muxers: opts.muxer
+    muxers: opts.muxer,
+    transport: opts.transport,
+    security: opts.security
   })
 
   const rl = createInterface({ input: process.stdin, crlfDelay: Infinity, terminal: false })
