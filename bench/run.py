@@ -1,0 +1,615 @@
+"""Side-by-side benchmark suite: aiolibp2p vs py-libp2p (PyPI ``libp2p==0.8.1``) vs js-libp2p 3.x, on loopback.
+
+Usage::
+
+    python bench/run.py [--quick] [--only NAME[,NAME...]] [--impls aiolibp2p,py-libp2p,js-libp2p] [--reps N]
+
+Scenarios (NAME): ``throughput``, ``dial``, ``ping``, ``memory`` (also gives the accept rate), ``streams``.
+Every implementation runs as its own server process (``bench/peer_aiolibp2p.py``, ``bench/peer_pylibp2p.py``
+in its own venv ``bench/.venv-py-libp2p`` made here on first use, ``interop/js/bench_peer.mjs``), and its own
+client process talks to it over TCP + Noise + yamux on 127.0.0.1. Repetitions are interleaved across the
+implementations (the order rotates each round) since the machine is shared and noisy; the tables give the
+median and [min-max] over the repetitions. The ``memory`` scenario uses one client for every listener (the
+aiolibp2p ``conns`` client: N connections from N distinct identities) and reads the listener's RSS from /proc.
+
+Output: a Markdown table on stdout, ``bench/results/latest.json`` and ``latest.md``, and PNG charts in
+``bench/results/`` when matplotlib is installed (``pip install -e .[bench]``). Timings are reported, never
+asserted. Every wait is bounded: a client that fails or hangs is reported as such with the reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import select
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+RESULTS = BENCH / "results"
+JS_DIR = ROOT / "interop" / "js"
+PY_VENV = BENCH / ".venv-py-libp2p"
+PY_LIBP2P_REQ = "libp2p==0.8.1"
+MIB = 1024 * 1024
+
+IMPLS = ("aiolibp2p", "py-libp2p", "js-libp2p")
+SCENARIOS = ("throughput", "dial", "ping", "memory", "streams")
+TARGETS = {
+    "throughput": ">= js-libp2p and >= 4x py-libp2p",
+    "dial": "<= 3 ms",
+    "ping": "median <= 100 us",
+    "memory": "<= 40 KiB per idle connection; 1,000 inbound held",
+    "accept": "(no target)",
+    "streams": ">= js-libp2p and >= 4x py-libp2p",
+}
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# -- setting up the implementations ---------------------------------------------------------------------------------
+def ensure_py_libp2p() -> tuple[str | None, str]:
+    """The venv's python with py-libp2p importable (created on first use), or None and why not."""
+    py = PY_VENV / "bin" / "python"
+    probe = [
+        str(py),
+        "-c",
+        "import libp2p, trio; from importlib.metadata import version; print(version('libp2p'))",
+    ]
+    if py.exists():
+        r = subprocess.run(probe, capture_output=True, text=True, timeout=120)
+        if r.returncode == 0:
+            return str(py), r.stdout.strip()
+    log(f"creating {PY_VENV.relative_to(ROOT)} with {PY_LIBP2P_REQ} (first run only)")
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(PY_VENV)], check=True, timeout=300)
+        subprocess.run(
+            [str(py), "-m", "pip", "install", "-q", PY_LIBP2P_REQ],
+            check=True,
+            timeout=1200,
+            capture_output=True,
+        )
+        r = subprocess.run(probe, capture_output=True, text=True, timeout=120, check=True)
+        return str(py), r.stdout.strip()
+    except (subprocess.SubprocessError, OSError) as e:
+        return None, f"py-libp2p venv could not be made: {e}"
+
+
+def ensure_js() -> tuple[str | None, str]:
+    node = os.environ.get("AIOLIBP2P_NODE") or shutil.which("node")
+    if node is None:
+        return None, "node not found"
+    if not (JS_DIR / "node_modules").is_dir():
+        npm = shutil.which("npm")
+        if npm is None:
+            return None, "interop/js/node_modules missing and npm not found"
+        log("running npm ci in interop/js (first run only)")
+        r = subprocess.run([npm, "ci"], cwd=JS_DIR, capture_output=True, text=True, timeout=900)
+        if r.returncode != 0:
+            return None, f"npm ci failed: {r.stderr[-300:]}"
+    v = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=30).stdout.strip()
+    pkg = json.loads((JS_DIR / "package.json").read_text())
+    return node, f"node {v}, libp2p {pkg['dependencies'].get('libp2p', '?')}"
+
+
+@dataclass
+class Impl:
+    name: str
+    peer: list[str]  # the command up to the subcommand
+    version: str
+    cwd: Path = ROOT
+    clients: tuple[str, ...] = ("perf", "dial", "ping")
+
+
+def make_impls(wanted: list[str]) -> tuple[list[Impl], dict[str, str]]:
+    impls: list[Impl] = []
+    missing: dict[str, str] = {}
+    for name in wanted:
+        if name == "aiolibp2p":
+            from importlib.metadata import version
+
+            try:
+                import uvloop  # noqa: F401
+
+                loop = "uvloop"
+            except ImportError:
+                loop = "asyncio"
+            impls.append(
+                Impl(
+                    name,
+                    [sys.executable, str(BENCH / "peer_aiolibp2p.py")],
+                    f"{version('aiolibp2p')} (Python {platform.python_version()}, {loop})",
+                )
+            )
+        elif name == "py-libp2p":
+            py, info = ensure_py_libp2p()
+            if py is None:
+                missing[name] = info
+            else:
+                impls.append(Impl(name, [py, str(BENCH / "peer_pylibp2p.py")], f"{info} (trio)"))
+        elif name == "js-libp2p":
+            node, info = ensure_js()
+            if node is None:
+                missing[name] = info
+            else:
+                impls.append(Impl(name, [node, "bench_peer.mjs"], info, cwd=JS_DIR))
+        else:
+            raise SystemExit(f"unknown implementation {name!r}; choose from {', '.join(IMPLS)}")
+    return impls, missing
+
+
+# -- processes --------------------------------------------------------------------------------------------------------
+def _raise_nofile() -> None:
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else 65536
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(want, 65536)), hard))
+
+
+def read_json_line(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
+    """The next JSON object the process prints on stdout, within ``timeout`` seconds."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"no JSON line within {timeout:.0f} s")
+        ready, _, _ = select.select([proc.stdout], [], [], min(left, 1.0))
+        if not ready:
+            if proc.poll() is not None:
+                raise RuntimeError(f"exited with {proc.returncode} before printing a result")
+            continue
+        line = proc.stdout.readline()
+        if not line:
+            proc.wait(5)
+            raise RuntimeError(f"exited with {proc.returncode} before printing a result")
+        line = line.strip()
+        if line.startswith("{"):
+            return json.loads(line)
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(OSError):
+        if proc.stdin is not None:
+            proc.stdin.close()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+class Server:
+    def __init__(self, impl: Impl, stderr_path: Path) -> None:
+        self.impl = impl
+        self._err = stderr_path.open("a")
+        self.proc = subprocess.Popen(
+            [*impl.peer, "server"],
+            cwd=impl.cwd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._err,
+            text=True,
+            preexec_fn=_raise_nofile,
+        )
+        try:
+            hello = read_json_line(self.proc, 60)
+        except BaseException:
+            self.close()
+            raise
+        self.addr: str = hello["addr"]
+        self.pid: int = hello["pid"]
+
+    def rss_kib(self) -> int:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise RuntimeError("no VmRSS")
+
+    def sockets(self) -> int:
+        n = 0
+        for fd in Path(f"/proc/{self.pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                if os.readlink(fd).startswith("socket:"):
+                    n += 1
+        return n
+
+    def close(self) -> None:
+        stop(self.proc)
+        self._err.close()
+
+
+def run_client(impl: Impl, args: list[str], timeout: float, stderr_path: Path) -> dict[str, Any]:
+    """Run one client to completion; its last JSON line, or ``{"error": ...}``."""
+    with stderr_path.open("a") as err:
+        try:
+            r = subprocess.run(
+                [*impl.peer, *args, "--timeout", str(timeout)],
+                cwd=impl.cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+                timeout=timeout + 30,
+                preexec_fn=_raise_nofile,
+            )
+        except subprocess.TimeoutExpired:
+            return {"error": f"timed out after {timeout + 30:.0f} s"}
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
+    if not lines:
+        return {"error": f"exit {r.returncode}, no result (see {stderr_path.relative_to(ROOT)})"}
+    out = json.loads(lines[-1])
+    if r.returncode != 0 and "error" not in out:
+        out["error"] = f"exit {r.returncode}"
+    return out
+
+
+# -- statistics -------------------------------------------------------------------------------------------------------
+def pct(xs: list[float], p: float) -> float:
+    s = sorted(xs)
+    k = (len(s) - 1) * p / 100
+    lo = int(k)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def summary(xs: list[float]) -> dict[str, Any]:
+    return (
+        {"median": statistics.median(xs), "min": min(xs), "max": max(xs), "n": len(xs), "runs": xs}
+        if xs
+        else {}
+    )
+
+
+@dataclass
+class Metric:
+    scenario: str
+    label: str
+    unit: str
+    higher_is_better: bool
+    values: dict[str, list[float]] = field(default_factory=dict)
+    errors: dict[str, list[str]] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+
+    def add(self, impl: str, value: float) -> None:
+        self.values.setdefault(impl, []).append(value)
+
+    def fail(self, impl: str, why: str) -> None:
+        self.errors.setdefault(impl, []).append(why)
+
+
+# -- scenarios --------------------------------------------------------------------------------------------------------
+def rounds(impls: list[Impl], reps: int):  # type: ignore[no-untyped-def]
+    """(rep, impl) pairs, interleaved, with the order rotating every round."""
+    for rep in range(reps):
+        k = rep % len(impls)
+        for impl in impls[k:] + impls[:k]:
+            yield rep, impl
+
+
+def scenario_throughput(impls, servers, cfg, errlog) -> list[Metric]:  # type: ignore[no-untyped-def]
+    size = cfg["throughput_bytes"]
+    up = Metric("throughput", f"upload {size // MIB} MiB, 1 stream", "MB/s", True)
+    down = Metric("throughput", f"download {size // MIB} MiB, 1 stream", "MB/s", True)
+    for _, impl in rounds(impls, cfg["reps"]):
+        for metric, flag in ((up, "--upload"), (down, "--download")):
+            res = run_client(impl, ["perf", servers[impl.name].addr, flag, str(size)], cfg["timeout"], errlog)
+            if "error" in res:
+                metric.fail(impl.name, res["error"])
+            else:
+                metric.add(impl.name, size / res["seconds"] / 1e6)
+    return [up, down]
+
+
+def scenario_streams(impls, servers, cfg, errlog) -> list[Metric]:  # type: ignore[no-untyped-def]
+    size, n = cfg["streams_bytes"], cfg["streams"]
+    m = Metric("streams", f"download {size // MIB} MiB over {n} concurrent streams", "MB/s", True)
+    for _, impl in rounds(impls, cfg["reps"]):
+        args = ["perf", servers[impl.name].addr, "--download", str(size), "--streams", str(n)]
+        res = run_client(impl, args, cfg["timeout"], errlog)
+        if "error" in res:
+            m.fail(impl.name, res["error"])
+        else:
+            m.add(impl.name, size / res["seconds"] / 1e6)
+    return [m]
+
+
+def scenario_dial(impls, servers, cfg, errlog) -> list[Metric]:  # type: ignore[no-untyped-def]
+    n = cfg["dials"]
+    m = Metric("dial", f"dial + Noise + yamux + first ping, median of {n} fresh connections", "ms", False)
+    for _, impl in rounds(impls, cfg["reps"]):
+        res = run_client(impl, ["dial", servers[impl.name].addr, "--count", str(n)], cfg["timeout"], errlog)
+        if "error" in res:
+            m.fail(impl.name, res["error"])
+        else:
+            m.add(impl.name, statistics.median(res["ms"][1:] or res["ms"]))  # the first dial warms up
+    return [m]
+
+
+def scenario_ping(impls, servers, cfg, errlog) -> list[Metric]:  # type: ignore[no-untyped-def]
+    n = cfg["pings"]
+    ms = [
+        Metric("ping", f"ping RTT {q}, {n} pings on one stream", "µs", False)
+        for q in ("median", "p90", "p99")
+    ]
+    for _, impl in rounds(impls, cfg["reps"]):
+        res = run_client(impl, ["ping", servers[impl.name].addr, "--count", str(n)], cfg["timeout"], errlog)
+        for m, p in zip(ms, (50, 90, 99), strict=True):
+            if "error" in res:
+                m.fail(impl.name, res["error"])
+            else:
+                m.add(impl.name, pct(res["us"], p))
+    return ms
+
+
+def scenario_memory(impls, servers, cfg, errlog) -> list[Metric]:  # type: ignore[no-untyped-def]
+    """Fresh listener per measurement; N idle inbound connections from the aiolibp2p ``conns`` client."""
+    client = next((i for i in impls if i.name == "aiolibp2p"), None)
+    if client is None:
+        client, _ = make_impls(["aiolibp2p"])
+        client = client[0]
+    metrics: list[Metric] = []
+    accept = Metric(
+        "accept", f"accept rate, {max(cfg['conns'])} connections, 32 dialling at once", "conn/s", True
+    )
+    for n in cfg["conns"]:
+        per = Metric("memory", f"listener RSS per idle connection, N={n}", "KiB", False)
+        held = Metric("memory", f"inbound connections held, N={n}", "conns", True)
+        for _, impl in rounds(impls, cfg["mem_reps"]):
+            try:
+                server = Server(impl, errlog)
+            except (OSError, RuntimeError, TimeoutError) as e:
+                per.fail(impl.name, f"server: {e}")
+                continue
+            proc = None
+            try:
+                time.sleep(1.0)
+                rss0, sock0 = server.rss_kib(), server.sockets()
+                proc = subprocess.Popen(
+                    [*client.peer, "conns", server.addr, "--count", str(n), "--timeout", "60"],
+                    cwd=client.cwd,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=errlog.open("a"),
+                    text=True,
+                    preexec_fn=_raise_nofile,
+                )
+                res = read_json_line(proc, 300)
+                time.sleep(cfg["settle"])  # identify and friends finish on both sides
+                rss1, sock1 = server.rss_kib(), server.sockets()
+                ok = res["ok"]
+                held.add(impl.name, sock1 - sock0)
+                if ok:
+                    per.add(impl.name, (rss1 - rss0) / ok)
+                if ok < n:
+                    per.fail(impl.name, f"{n - ok} of {n} connections failed: {res.get('errors')}")
+                if n == max(cfg["conns"]) and ok:
+                    accept.add(impl.name, ok / res["seconds"])
+            except (OSError, RuntimeError, TimeoutError, KeyError) as e:
+                per.fail(impl.name, repr(e))
+            finally:
+                if proc is not None:
+                    stop(proc)
+                server.close()
+        metrics += [per, held]
+    accept.notes["all"] = "client: aiolibp2p (one process, N identities) for every listener"
+    return [*metrics, accept]
+
+
+SCENARIO_FUNCS = {
+    "throughput": scenario_throughput,
+    "dial": scenario_dial,
+    "ping": scenario_ping,
+    "memory": scenario_memory,
+    "streams": scenario_streams,
+}
+
+
+# -- report -----------------------------------------------------------------------------------------------------------
+def fmt(v: float) -> str:
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.1f}" if abs(v) >= 10 else f"{v:.2f}"
+
+
+def verdict(m: Metric) -> str:
+    """aiolibp2p against the target, from the medians."""
+    med = {k: statistics.median(v) for k, v in m.values.items() if v}
+    a = med.get("aiolibp2p")
+    if a is None:
+        return "n/a"
+    if m.scenario in ("throughput", "streams"):
+        parts = []
+        if "js-libp2p" in med:
+            parts.append(f"{a / med['js-libp2p']:.2f}x js")
+        if "py-libp2p" in med:
+            parts.append(f"{a / med['py-libp2p']:.1f}x py")
+        ok = a >= med.get("js-libp2p", 0) and a >= 4 * med.get("py-libp2p", 0)
+        return ("✅ " if ok else "❌ ") + ", ".join(parts)
+    if m.scenario == "dial":
+        return ("✅" if a <= 3 else "❌") + " target <= 3 ms"
+    if m.scenario == "ping":
+        return (
+            ("✅" if a <= 100 else "❌") + " target <= 100 µs"
+            if m.label.startswith("ping RTT median")
+            else ""
+        )
+    if m.scenario == "memory" and m.unit == "KiB":
+        return ("✅" if a <= 40 else "❌") + " target <= 40 KiB"
+    if m.scenario == "memory" and m.unit == "conns" and "N=1000" in m.label:
+        return ("✅" if a >= 1000 else "❌") + " target 1,000 held"
+    return ""
+
+
+def markdown(metrics: list[Metric], impls: list[str], meta: dict[str, Any]) -> str:
+    head = "| scenario | unit | " + " | ".join(impls) + " | aiolibp2p vs target |"
+    lines = [head, "|" + "---|" * (len(impls) + 3)]
+    for m in metrics:
+        cells = []
+        for i in impls:
+            v = m.values.get(i)
+            e = m.errors.get(i)
+            if v:
+                c = f"**{fmt(statistics.median(v))}**"
+                if len(v) > 1:
+                    c += f" [{fmt(min(v))}–{fmt(max(v))}]"
+                if e:
+                    c += f" ⚠ {len(e)} failed"
+            elif e:
+                c = "failed: " + e[0][:80].replace("|", "/")
+            elif i in meta["missing"]:
+                c = "not run"
+            else:
+                c = "—"
+            cells.append(c)
+        lines.append(f"| {m.label} | {m.unit} | " + " | ".join(cells) + f" | {verdict(m)} |")
+    return "\n".join(lines)
+
+
+def charts(metrics: list[Metric], impls: list[str]) -> list[str]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("matplotlib not installed: no charts (pip install -e .[bench])")
+        return []
+    colours = {"aiolibp2p": "#2a7ab0", "py-libp2p": "#e0a030", "js-libp2p": "#50a050"}
+    written = []
+    for scen in dict.fromkeys(m.scenario for m in metrics):
+        ms = [m for m in metrics if m.scenario == scen and m.values]
+        if not ms:
+            continue
+        fig, axes = plt.subplots(1, len(ms), figsize=(4.2 * len(ms), 3.6), squeeze=False)
+        for ax, m in zip(axes[0], ms, strict=True):
+            names = [i for i in impls if m.values.get(i)]
+            med = [statistics.median(m.values[i]) for i in names]
+            lo = [x - min(m.values[i]) for x, i in zip(med, names, strict=True)]
+            hi = [max(m.values[i]) - x for x, i in zip(med, names, strict=True)]
+            ax.bar(names, med, yerr=[lo, hi], capsize=4, color=[colours.get(i, "grey") for i in names])
+            ax.set_title(m.label, fontsize=8)
+            ax.set_ylabel(
+                m.unit + (" (higher is better)" if m.higher_is_better else " (lower is better)"), fontsize=8
+            )
+            ax.tick_params(labelsize=8)
+            if m.scenario in ("dial", "ping") and len(med) > 1 and max(med) / max(min(med), 1e-9) > 20:
+                ax.set_yscale("log")
+        fig.tight_layout()
+        path = RESULTS / f"{scen}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(str(path.relative_to(ROOT)))
+    return written
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="small sizes and fewer repetitions (a smoke run)")
+    p.add_argument("--only", help=f"comma-separated scenarios: {', '.join(SCENARIOS)}")
+    p.add_argument("--impls", default=",".join(IMPLS), help="comma-separated implementations")
+    p.add_argument("--reps", type=int, help="repetitions per scenario (default 5, quick 2)")
+    p.add_argument("--out", default=str(RESULTS / "latest"), help="results path prefix (.json and .md)")
+    args = p.parse_args()
+    only = args.only.split(",") if args.only else list(SCENARIOS)
+    for s in only:
+        if s not in SCENARIOS:
+            raise SystemExit(f"unknown scenario {s!r}; choose from {', '.join(SCENARIOS)}")
+    q = args.quick
+    cfg = {
+        "reps": args.reps or (2 if q else 5),
+        "mem_reps": 1 if q else 2,
+        "throughput_bytes": (16 if q else 100) * MIB,
+        "streams_bytes": (16 if q else 100) * MIB,
+        "streams": 100,
+        "dials": 10 if q else 50,
+        "pings": 200 if q else 1000,
+        "conns": [100] if q else [200, 1000],
+        "settle": 1.0 if q else 3.0,
+        "timeout": 60.0 if q else 180.0,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    errlog = RESULTS / "stderr.log.tmp"
+    errlog.write_text("")
+    impls, missing = make_impls(args.impls.split(","))
+    for name, why in missing.items():
+        log(f"{name}: not run — {why}")
+    meta: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
+        "versions": {i.name: i.version for i in impls},
+        "missing": missing,
+        "config": cfg,
+        "stack": "TCP + Noise + yamux on 127.0.0.1; throughput: /perf/1.0.0 (perf spec), 256 KiB writes, "
+        "timed by the client from opening the stream to the server's EOF",
+        "quick": q,
+    }
+    metrics: list[Metric] = []
+    servers: dict[str, Server] = {}
+    t0 = time.monotonic()
+    try:
+        if any(s != "memory" for s in only):
+            for impl in impls:
+                try:
+                    servers[impl.name] = Server(impl, errlog)
+                except (OSError, RuntimeError, TimeoutError) as e:
+                    log(f"{impl.name}: server did not start: {e}")
+        ok = [i for i in impls if i.name in servers]
+        for scen in only:
+            log(f"scenario {scen} ({', '.join(i.name for i in impls)})")
+            metrics += SCENARIO_FUNCS[scen](impls if scen == "memory" else ok, servers, cfg, errlog)
+    finally:
+        for s in servers.values():
+            s.close()
+    meta["seconds"] = round(time.monotonic() - t0, 1)
+    names = [i.name for i in impls] + list(missing)
+    table = markdown(metrics, names, meta)
+    header = (
+        f"Run {meta['date']} on {meta['machine']} ({'quick' if q else 'full'}, {cfg['reps']} interleaved "
+        f"repetitions; **median** [min–max]).\n"
+        + "".join(f"- {k}: {v}\n" for k, v in meta["versions"].items())
+        + "".join(f"- {k}: not run — {v}\n" for k, v in missing.items())
+        + f"- {meta['stack']}\n"
+    )
+    pngs = charts(metrics, names)
+    md = header + "\n" + table + "\n"
+    if pngs:
+        md += "\nCharts: " + ", ".join(f"`{x}`" for x in pngs) + "\n"
+    print(md)
+    out = Path(args.out)
+    data = {
+        "meta": meta,
+        "targets": TARGETS,
+        "metrics": [
+            {
+                "scenario": m.scenario,
+                "label": m.label,
+                "unit": m.unit,
+                "higher_is_better": m.higher_is_better,
+                "results": {k: summary(v) for k, v in m.values.items()},
+                "errors": m.errors,
+                "notes": m.notes,
+                "verdict": verdict(m),
+            }
+            for m in metrics
+        ],
+    }
+    out.with_suffix(".json").write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    out.with_suffix(".md").write_text(md)
+    log(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')} in {meta['seconds']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
