@@ -103,12 +103,25 @@ async def cmd_serve(args: argparse.Namespace, out: Output) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    async with host:
+    metrics_stack = contextlib.AsyncExitStack()
+    if args.metrics:
+        from ..metrics import HostMetrics, parse_hostport, serve_metrics
+
+        mhost, mport = parse_hostport(args.metrics)
+        host_metrics = HostMetrics(host)
+        metrics_stack.callback(host_metrics.close)
+    async with host, metrics_stack:
         addrs = [str(a) for a in host.full_addrs()]
+        if args.metrics:
+            msrv = await metrics_stack.enter_async_context(
+                await serve_metrics(host_metrics.registry, mhost, mport)
+            )
         out.emit(
             {"event": "listening", "peerId": str(host.peer_id), "addrs": addrs},
             f"listening as {host.peer_id}\n" + "\n".join(f"  {a}" for a in addrs),
         )
+        if args.metrics:
+            out.emit({"event": "metrics", "url": msrv.url}, f"metrics at {msrv.url}")
         waiters: list[asyncio.Future[object]] = [asyncio.ensure_future(stop.wait())]
         if args.exit_on_stdin_eof:
             waiters.append(asyncio.ensure_future(_stdin_eof()))
@@ -274,6 +287,12 @@ async def cmd_demo(args: argparse.Namespace, out: Output) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aiolibp2p", description="aiolibp2p: libp2p for asyncio")
     p.add_argument("--log-level", default="WARNING")
+    p.add_argument(
+        "--log-format",
+        choices=["text", "structured", "json"],
+        default="text",
+        help="structured/json add peer, connection id and protocol to each record (aiolibp2p.logs)",
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
 
     def common(sp: argparse.ArgumentParser, client: bool) -> None:
@@ -290,6 +309,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--listen", action="append", help="listen multiaddr (repeatable)")
     s.add_argument("--exit-on-stdin-eof", action="store_true")
     s.add_argument("--perf", action="store_true", help="serve /perf/1.0.0 (off by default)")
+    s.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (needs prometheus-client)",
+    )
     s = sub.add_parser("ping", help="ping a peer")
     common(s, True)
     s.add_argument("--count", type=int, default=1)
@@ -315,11 +339,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    if args.log_format == "text":
+        logging.basicConfig(
+            level=args.log_level.upper(),
+            stream=sys.stderr,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+    else:
+        from ..logs import enable_structured_logging
+
+        enable_structured_logging(args.log_level, json=args.log_format == "json")
     out = Output(getattr(args, "json", False))
     try:
         if args.cmd == "keygen":
