@@ -167,6 +167,7 @@ async def conns(args: argparse.Namespace) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--no-uvloop", action="store_true", help="use the stock asyncio event loop")
+    p.add_argument("--profile", metavar="FILE", help="run under cProfile and dump the stats to FILE")
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("server")
     s.add_argument("--lifetime", type=float, default=3600.0)
@@ -189,7 +190,16 @@ def main() -> None:
 
             asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     fn = {"server": server, "perf": perf, "dial": dial, "ping": ping, "conns": conns}[args.cmd]
-    asyncio.run(fn(args))
+    if args.profile:
+        import cProfile
+
+        prof = cProfile.Profile()
+        try:
+            prof.runcall(asyncio.run, fn(args))
+        finally:
+            prof.dump_stats(args.profile)
+    else:
+        asyncio.run(fn(args))
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ PY_VENV = BENCH / ".venv-py-libp2p"
 PY_LIBP2P_REQ = "libp2p==0.8.1"
 MIB = 1024 * 1024
 
-IMPLS = ("aiolibp2p", "py-libp2p", "js-libp2p")
+IMPLS = ("aiolibp2p", "py-libp2p", "js-libp2p", "tcp-floor")
 SCENARIOS = ("throughput", "dial", "ping", "memory", "streams")
 TARGETS = {
     "throughput": ">= js-libp2p and >= 4x py-libp2p",
@@ -144,6 +144,14 @@ def make_impls(wanted: list[str]) -> tuple[list[Impl], dict[str, str]]:
                 missing[name] = info
             else:
                 impls.append(Impl(name, [node, "bench_peer.mjs"], info, cwd=JS_DIR))
+        elif name == "tcp-floor":
+            impls.append(
+                Impl(
+                    name,
+                    [sys.executable, str(BENCH / "peer_rawtcp.py")],
+                    "plain TCP, asyncio + uvloop, no libp2p",
+                )
+            )
         else:
             raise SystemExit(f"unknown implementation {name!r}; choose from {', '.join(IMPLS)}")
     return impls, missing
@@ -361,6 +369,7 @@ def scenario_memory(impls, servers, cfg, errlog) -> list[Metric]:  # type: ignor
     if client is None:
         client, _ = make_impls(["aiolibp2p"])
         client = client[0]
+    impls = [i for i in impls if i.name != "tcp-floor"]  # its listener speaks no libp2p
     metrics: list[Metric] = []
     accept = Metric(
         "accept", f"accept rate, {max(cfg['conns'])} connections, 32 dialling at once", "conn/s", True
@@ -470,6 +479,8 @@ def markdown(metrics: list[Metric], impls: list[str], meta: dict[str, Any]) -> s
                 c = "failed: " + e[0][:80].replace("|", "/")
             elif i in meta["missing"]:
                 c = "not run"
+            elif i == "tcp-floor" and m.scenario in ("memory", "accept"):
+                c = "n/a"
             else:
                 c = "—"
             cells.append(c)
@@ -486,7 +497,7 @@ def charts(metrics: list[Metric], impls: list[str]) -> list[str]:
     except ImportError:
         log("matplotlib not installed: no charts (pip install -e .[bench])")
         return []
-    colours = {"aiolibp2p": "#2a7ab0", "py-libp2p": "#e0a030", "js-libp2p": "#50a050"}
+    colours = {"aiolibp2p": "#2a7ab0", "py-libp2p": "#e0a030", "js-libp2p": "#50a050", "tcp-floor": "#b0b0b0"}
     written = []
     for scen in dict.fromkeys(m.scenario for m in metrics):
         ms = [m for m in metrics if m.scenario == scen and m.values]
@@ -554,6 +565,8 @@ def main() -> int:
         "stack": "TCP + Noise + yamux on 127.0.0.1; throughput: /perf/1.0.0 (perf spec), 256 KiB writes, "
         "timed by the client from opening the stream to the server's EOF",
         "quick": q,
+        "floor": "tcp-floor is the machine's floor, not a libp2p: plain TCP on asyncio + uvloop, no Noise, no "
+        "muxer, no negotiation (its 100-stream row uses 100 TCP connections)",
     }
     metrics: list[Metric] = []
     servers: dict[str, Server] = {}
@@ -581,6 +594,7 @@ def main() -> int:
         + "".join(f"- {k}: {v}\n" for k, v in meta["versions"].items())
         + "".join(f"- {k}: not run — {v}\n" for k, v in missing.items())
         + f"- {meta['stack']}\n"
+        + (f"- {meta['floor']}\n" if "tcp-floor" in meta["versions"] else "")
     )
     pngs = charts(metrics, names)
     md = header + "\n" + table + "\n"
