@@ -332,6 +332,22 @@ class PubSubRouter:
         self._on_peer_removed(peer, st, now)
         self._flush()
 
+    def resync_frame(self, peer: PeerId) -> bytes | None:
+        """The frame to send first on a *replacement* outbound stream to ``peer`` (the previous one broke):
+        our subscriptions again (the hello), plus what the routing policy must restate (GossipSub: GRAFTs
+        for the topics where ``peer`` is in our mesh). Receivers ignore what they already know, so a
+        restated hello is harmless; a lost one would hide our subscriptions from ``peer`` for good."""
+        if peer not in self.peers:
+            return None
+        rpc = pb.RPC()
+        for topic in sorted(self.subscriptions):
+            rpc.subscriptions.add(subscribe=True, topicid=topic)
+        self._resync_control(peer, rpc)
+        return rpc.SerializeToString() if rpc.ByteSize() else None
+
+    def _resync_control(self, peer: PeerId, rpc: pb.RPC) -> None:
+        """Hook: add control messages to a resync frame."""
+
     def peer_protocol(self, peer: PeerId) -> str | None:
         st = self.peers.get(peer)
         return None if st is None else st.protocol

@@ -263,6 +263,10 @@ class GossipSub(PubSubRouter):
         if self.score is not None:
             self.score.remove_peer(peer, now)
 
+    def _resync_control(self, peer: PeerId, rpc: pb.RPC) -> None:
+        for topic in sorted(t for t, mesh in self.mesh.items() if peer in mesh):
+            rpc.control.graft.add(topicID=topic)
+
     def _on_peer_joined_topic(self, peer: PeerId, topic: str, now: float) -> None:
         # Graft at once when our mesh is short, instead of waiting for the heartbeat (as rust does), so a
         # freshly joined topic carries messages as soon as peers announce themselves.

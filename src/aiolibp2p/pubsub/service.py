@@ -5,9 +5,19 @@ stream for reading, each RPC a uvarint-framed protobuf; on a new peer we send a 
 subscriptions (the router queues it). Lessons from go (GO-LIBP2P-NOTES §1.4) applied here:
 
 * a peer is (re)tried on every ``PeerIdentified`` / ``PeerProtocolsUpdated`` event, not only the first;
-* a failed or broken outbound stream is retried (on whatever connection the host picks next) while the
-  peer stays connected, instead of silently dropping the peer;
+* a failed or broken outbound stream is reopened (the swarm fails over to another live connection) while
+  the peer has any live connection: with a capped backoff, and at once on each new connection or identify
+  of that peer. A peer leaves the pubsub state only on ``PeerDisconnected`` (no live connection left);
+* every new outbound stream starts with our subscriptions (the hello; GossipSub adds GRAFTs for the mesh),
+  and the frames a broken stream may have swallowed are written again (receivers drop duplicates);
+* outbound frame queues are bounded (``max_outbound_rpcs_per_peer``); drops are counted and logged;
 * every wait is bounded: ``Topic.publish(min_peers=..., timeout=...)`` fails with DeadlineExceeded.
+
+Discovery (go-libp2p-pubsub ``discovery.go``), when a :class:`~aiolibp2p.discovery.Discovery` is given:
+subscribing advertises ``"floodsub:" + topic`` (go uses that prefix for every router; ``discovery_prefix``
+changes it) and re-advertises before the TTL runs out; every ``discovery_poll`` seconds each joined topic
+with too few peers (FloodSub: 5, GossipSub: ``d_lo``) is looked up and the peers found are dialed through a
+:class:`~aiolibp2p.discovery.BackoffConnector`; ``publish(min_peers=N)`` looks up every 100 ms until N.
 
 All router calls happen on the event loop, from callbacks and tasks of this object: the router is the one
 sequential owner of the pubsub state (STYLE §8). Nothing here reads or changes that state otherwise.
@@ -26,7 +36,9 @@ from typing import TYPE_CHECKING, Any, Final
 from ..core.interfaces import Direction
 from ..crypto.peer_id import PeerId
 from ..crypto.peer_record import open_signed_peer_record
-from ..exceptions import DeadlineExceeded, Libp2pError, ProtocolViolation
+from ..discovery import Discovery
+from ..discovery.backoff import BackoffConnector
+from ..exceptions import DeadlineExceeded, Libp2pError, ProtocolNotSupported, ProtocolViolation
 from ..multiaddr import Multiaddr
 from ..network import events as ev
 from ..network.connection import Stream
@@ -51,9 +63,21 @@ log = logging.getLogger(__name__)
 
 SUBSCRIPTION_QUEUE_SIZE: Final = 32
 """Messages buffered per subscription (go's default); when full, new messages are dropped and counted."""
-STREAM_RETRIES: Final = 3
-"""Attempts to (re)open the outbound stream to a connected peer before giving up until the next event."""
 RETRY_DELAY: Final = 0.1
+"""First pause before reopening a failed outbound stream to a still-connected peer (doubles per failure)."""
+RETRY_MAX_DELAY: Final = 5.0
+"""Longest pause between reopen attempts; a new connection or identify of the peer retries at once."""
+OPEN_TIMEOUT: Final = 10.0
+"""Seconds one attempt to open the outbound pubsub stream may take (failover included)."""
+DROP_LOG_INTERVAL: Final = 5.0
+"""Seconds between two warnings about frames dropped on full outbound queues."""
+DISCOVERY_PREFIX: Final = "floodsub:"
+DISCOVERY_LIMIT: Final = 20
+DISCOVERY_TTL: Final = 60.0
+DISCOVERY_POLL: Final = 1.0
+DISCOVERY_ROUND_TIMEOUT: Final = 10.0
+BOOTSTRAP_INTERVAL: Final = 0.1
+FLOODSUB_TOPIC_SEARCH_SIZE: Final = 5
 MAX_CONCURRENT_CONNECTS: Final = 8
 """Peer-exchange dials in flight at once (go's Connectors); further candidates are skipped."""
 WRITE_TIMEOUT: Final = 30.0
@@ -119,6 +143,7 @@ class Topic:
         self._subs.append(sub)
         if len(self._subs) == 1:
             self.pubsub._call(lambda now: self.pubsub.router.subscribe(self.name, now))
+            self.pubsub._start_advertising(self.name)
         return sub
 
     def _remove(self, sub: Subscription) -> None:
@@ -126,6 +151,7 @@ class Topic:
             self._subs.remove(sub)
             if not self._subs:
                 self.pubsub._call(lambda now: self.pubsub.router.unsubscribe(self.name, now))
+                self.pubsub._stop_advertising(self.name)
 
     def peers(self) -> list[PeerId]:
         return sorted(self.pubsub.router.topic_peers(self.name))
@@ -151,19 +177,44 @@ class Topic:
 
 
 class _PeerLink:
-    __slots__ = ("task", "wake")
+    __slots__ = ("retry", "stream", "task", "wake")
 
     def __init__(self) -> None:
         self.wake = asyncio.Event()
+        """Set when the router queued frames for the peer, or the stream's connection closed."""
+        self.retry = asyncio.Event()
+        """Set on a new connection / identify of the peer: retry a failed open at once."""
         self.task: asyncio.Task[None] | None = None
+        self.stream: Stream | None = None
 
 
 class PubSub:
     """Runs ``router`` on ``host``. Create with :func:`gossipsub` or :func:`floodsub`."""
 
-    def __init__(self, host: Host, router: PubSubRouter) -> None:
+    def __init__(
+        self,
+        host: Host,
+        router: PubSubRouter,
+        *,
+        discovery: Discovery | None = None,
+        connector: BackoffConnector | None = None,
+        discovery_prefix: str = DISCOVERY_PREFIX,
+        discovery_limit: int = DISCOVERY_LIMIT,
+        discovery_ttl: float = DISCOVERY_TTL,
+        discovery_poll: float = DISCOVERY_POLL,
+    ) -> None:
         self.host = host
         self.router = router
+        self.discovery = discovery
+        self.connector = connector if connector is not None or discovery is None else BackoffConnector(host)
+        self.discovery_prefix = discovery_prefix
+        self.discovery_limit = discovery_limit
+        self.discovery_ttl = discovery_ttl
+        self.discovery_poll = discovery_poll
+        self._advertisers: dict[str, asyncio.Task[None]] = {}
+        self._discovering: dict[str, asyncio.Task[None]] = {}
+        self._drops_logged = 0
+        self._drops_logged_at = float("-inf")
         self.loop = asyncio.get_running_loop()
         self.topics: dict[str, Topic] = {}
         self._links: dict[PeerId, _PeerLink] = {}
@@ -183,9 +234,13 @@ class PubSub:
         self._unsubscribe.append(on(ev.PeerIdentified, self._on_identified, service=True))
         self._unsubscribe.append(on(ev.PeerProtocolsUpdated, self._on_protocols_updated, service=True))
         self._unsubscribe.append(on(ev.PeerDisconnected, self._on_disconnected, service=True))
+        self._unsubscribe.append(on(ev.ConnectionOpened, self._on_connection_opened, service=True))
+        self._unsubscribe.append(on(ev.ConnectionClosed, self._on_connection_closed, service=True))
         if isinstance(self.router, GossipSub):
             self.router.start(self.loop.time())
         self._arm_timer()
+        if self.discovery is not None:
+            self._spawn(self._discovery_poll())
         for peer in self.host.connected_peers():
             if set(self.host.peerstore.get_protocols(peer)) & set(self.router.protocols):
                 self._ensure_link(peer)
@@ -202,11 +257,14 @@ class PubSub:
             self._timer.cancel()
         tasks = [t for t in self._tasks if not t.done()]
         tasks += [link.task for link in self._links.values() if link.task is not None]
+        tasks += [*self._advertisers.values(), *self._discovering.values()]
         for t in tasks:
             t.cancel()
         for t in tasks:
             with contextlib.suppress(BaseException):
                 await t
+        if self.connector is not None:
+            await self.connector.close()
 
     async def join(self, name: str) -> Topic:
         topic = self.topics.get(name)
@@ -231,6 +289,18 @@ class PubSub:
             link = self._links.get(peer)
             if link is not None:
                 link.wake.set()
+        dropped = router.stats.rpcs_dropped
+        if dropped != self._drops_logged:
+            now = self.loop.time()
+            if now - self._drops_logged_at >= DROP_LOG_INTERVAL:
+                log.warning(
+                    "pubsub: %d outbound RPCs dropped on full peer queues (%d messages); %d in total",
+                    dropped - self._drops_logged,
+                    router.stats.messages_dropped_queue_full,
+                    dropped,
+                )
+                self._drops_logged = dropped
+                self._drops_logged_at = now
 
     def _dispatch(self, events: list[PubSubEvent]) -> None:
         for event in events:
@@ -306,52 +376,90 @@ class PubSub:
             link.task.cancel()
         self._call(lambda now: self.router.remove_peer(event.peer, now))
 
+    def _on_connection_opened(self, event: ev.ConnectionOpened) -> None:
+        link = self._links.get(event.peer)
+        if link is not None:
+            link.retry.set()
+
+    def _on_connection_closed(self, event: ev.ConnectionClosed) -> None:
+        link = self._links.get(event.peer)
+        if link is not None and link.stream is not None and link.stream.conn is event.conn:
+            link.wake.set()  # the writer notices its stream is gone and reopens on a surviving connection
+
     def _ensure_link(self, peer: PeerId) -> None:
         if self._closed or peer == self.host.peer_id:
             return
         link = self._links.get(peer)
         if link is not None and link.task is not None and not link.task.done():
+            link.retry.set()
             return
         link = link or _PeerLink()
         self._links[peer] = link
         link.task = asyncio.ensure_future(self._writer(peer, link))
 
     async def _writer(self, peer: PeerId, link: _PeerLink) -> None:
-        """Own the outbound stream to ``peer``: open it (retrying), then write what the router queues."""
-        attempts = 0
+        """Own the outbound stream to ``peer``: open it, write what the router queues; when it breaks, open
+        another (on any live connection) and restate the hello there. Runs until the peer disconnects."""
+        failures = 0
+        opened = 0
+        pending = b""  # written to a stream that then broke: it may not have arrived, so write it again
         while not self._closed:
+            if not self.host.connections(peer):
+                self._drop_link(peer, link)  # PeerDisconnected removes (or removed) it from the router
+                return
+            link.retry.clear()
             try:
-                stream = await self.host.new_stream(peer, list(self.router.protocols))
+                stream = await self.host.new_stream(peer, list(self.router.protocols), timeout=OPEN_TIMEOUT)
+            except ProtocolNotSupported as exc:
+                log.debug("pubsub: %s speaks no pubsub protocol of ours: %s", peer, exc)
+                self._drop_link(peer, link)
+                return
             except (Libp2pError, OSError) as exc:
-                attempts += 1
-                if attempts >= STREAM_RETRIES or not self.host.connections(peer):
-                    log.debug("pubsub: no stream to %s: %s", peer, exc)
-                    self._drop_link(peer, link)
-                    return
-                await asyncio.sleep(RETRY_DELAY * attempts)
+                failures += 1
+                delay = min(RETRY_MAX_DELAY, RETRY_DELAY * 2 ** (failures - 1))
+                log.debug(
+                    "pubsub: no stream to %s (%s); retrying in %.1f s or on a new connection",
+                    peer,
+                    exc,
+                    delay,
+                )
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await link.retry.wait()
                 continue
-            self._add_peer(peer, stream)
+            failures = 0
+            link.stream = stream
+            self._add_peer(peer, stream)  # queues the hello if the peer is new to the router
+            if opened:
+                hello = self.router.resync_frame(peer)
+                if hello is not None:
+                    pending = length_prefixed(hello) + pending
+            opened += 1
             try:
                 while True:
-                    frames = self.router.take_frames(peer)
-                    if frames:
-                        payload = b"".join(length_prefixed(f) for f in frames)
-                        await stream.write(payload, timeout=WRITE_TIMEOUT)
+                    if not pending:
+                        frames = self.router.take_frames(peer)
+                        if frames:
+                            pending = b"".join(length_prefixed(f) for f in frames)
+                    if pending:
+                        await stream.write(pending, timeout=WRITE_TIMEOUT)
+                        pending = b""
                         continue
+                    if stream.is_closed() or stream.conn.is_closed():
+                        log.debug("pubsub: stream to %s closed; reopening", peer)
+                        break
                     link.wake.clear()
                     await link.wake.wait()
             except (Libp2pError, OSError) as exc:
                 log.debug("pubsub: stream to %s failed: %s; reopening", peer, exc)
-                with contextlib.suppress(Exception):
-                    await stream.reset()
-                attempts += 1
-                if attempts >= STREAM_RETRIES or not self.host.connections(peer):
-                    self._drop_link(peer, link)
-                    return
             except asyncio.CancelledError:
+                link.stream = None
                 with contextlib.suppress(Exception):
                     await stream.reset()
                 raise
+            link.stream = None
+            with contextlib.suppress(Exception):
+                await stream.reset()
 
     def _add_peer(self, peer: PeerId, stream: Stream) -> None:
         outbound = stream.conn.direction is Direction.OUTBOUND
@@ -359,9 +467,11 @@ class PubSub:
         self._call(lambda now: self.router.add_peer(peer, protocol, now, outbound=outbound))
 
     def _drop_link(self, peer: PeerId, link: _PeerLink) -> None:
+        """Forget the writer of ``peer``; the router keeps the peer while any connection to it lives."""
         if self._links.get(peer) is link:
             del self._links[peer]
-        self._call(lambda now: self.router.remove_peer(peer, now))
+        if not self.host.connections(peer):
+            self._call(lambda now: self.router.remove_peer(peer, now))
 
     async def _handle_stream(self, stream: Stream) -> None:
         """The peer's inbound stream: read uvarint-framed RPCs into the router until EOF or a violation."""
@@ -425,7 +535,14 @@ class PubSub:
             while len(self.router.topic_peers(topic)) < count:
                 waiter = self._topic_waiters.setdefault(topic, asyncio.Event())
                 waiter.clear()
-                await waiter.wait()
+                if self.discovery is None:
+                    await waiter.wait()
+                    continue
+                # go's discover.Bootstrap: look up and dial, then check again 100 ms later
+                self._discover(topic)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(BOOTSTRAP_INTERVAL):
+                        await waiter.wait()
 
         if timeout is None:
             await wait()
@@ -436,6 +553,76 @@ class PubSub:
         except TimeoutError:
             raise DeadlineExceeded(f"{count} peers on topic {topic!r}", timeout) from None
 
+    # --- discovery ---
+
+    def _start_advertising(self, topic: str) -> None:
+        if self.discovery is None or self._closed or topic in self._advertisers:
+            return
+        self._advertisers[topic] = asyncio.ensure_future(self._advertise(topic))
+
+    def _stop_advertising(self, topic: str) -> None:
+        task = self._advertisers.pop(topic, None)
+        if task is not None:
+            task.cancel()
+
+    async def _advertise(self, topic: str) -> None:
+        """Advertise ``topic`` while subscribed, again at 7/8 of each granted TTL (go's advertise loop)."""
+        assert self.discovery is not None
+        namespace = self.discovery_prefix + topic
+        while not self._closed:
+            try:
+                async with asyncio.timeout(DISCOVERY_ROUND_TIMEOUT):
+                    ttl = await self.discovery.advertise(namespace, ttl=self.discovery_ttl)
+            except (Libp2pError, OSError, TimeoutError) as exc:
+                log.debug("pubsub: advertising %r failed: %s", namespace, exc)
+                await asyncio.sleep(DISCOVERY_ROUND_TIMEOUT)
+                continue
+            await asyncio.sleep(max(ttl * 7 / 8, 1.0))
+
+    def _enough_peers(self, topic: str) -> bool:
+        """go's ``EnoughPeers(topic, 0)``: FloodSub 5 topic peers, GossipSub ``d_lo``."""
+        want = self.router.gs.d_lo if isinstance(self.router, GossipSub) else FLOODSUB_TOPIC_SEARCH_SIZE
+        return len(self.router.topic_peers(topic)) >= want
+
+    async def _discovery_poll(self) -> None:
+        while not self._closed:
+            for topic in list(self.topics):
+                if not self._enough_peers(topic):
+                    self._discover(topic)
+            await asyncio.sleep(self.discovery_poll)
+
+    def _discover(self, topic: str) -> None:
+        """One lookup of ``topic`` whose results go to the connector (one at a time per topic)."""
+        if self.discovery is None or self._closed:
+            return
+        running = self._discovering.get(topic)
+        if running is not None and not running.done():
+            return
+        self._discovering[topic] = asyncio.ensure_future(self._discover_round(topic))
+
+    async def _discover_round(self, topic: str) -> None:
+        assert self.discovery is not None and self.connector is not None
+        try:
+            async with asyncio.timeout(DISCOVERY_ROUND_TIMEOUT):
+                found = self.discovery.find_peers(self.discovery_prefix + topic, limit=self.discovery_limit)
+                await self.connector.connect(found)
+        except (Libp2pError, OSError, TimeoutError) as exc:
+            log.debug("pubsub: discovery of %r failed: %s", topic, exc)
+
+
+_SERVICE_OPTIONS: Final = (
+    "discovery",
+    "connector",
+    "discovery_prefix",
+    "discovery_limit",
+    "discovery_ttl",
+    "discovery_poll",
+)
+
+
+def _service_options(options: dict[str, Any]) -> dict[str, Any]:
+    return {k: options.pop(k) for k in _SERVICE_OPTIONS if k in options}
+
 
 def _split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     core_names = {f.name for f in fields(PubSubConfig)}
@@ -445,22 +632,27 @@ def _split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
 
 
 async def gossipsub(host: Host, **options: Any) -> PubSub:
-    """Start GossipSub on ``host``. Options: any field of :class:`GossipSubConfig` or :class:`PubSubConfig`."""
+    """Start GossipSub on ``host``. Options: any field of :class:`GossipSubConfig` or :class:`PubSubConfig`,
+    and the discovery options of :class:`PubSub` (``discovery=``, ``connector=``, ``discovery_prefix=``,
+    ``discovery_limit=``, ``discovery_ttl=``, ``discovery_poll=``)."""
+    service = _service_options(options)
     core, rest = _split_options(options)
     config = GossipSubConfig(**rest)
     config = replace(config, pubsub=replace(config.pubsub, **core))
     router = GossipSub(host.peer_id, config, private_key=host.private_key, initial_seqno=_initial_seqno())
-    ps = PubSub(host, router)
+    ps = PubSub(host, router, **service)
     await ps.start()
     return ps
 
 
 async def floodsub(host: Host, **options: Any) -> PubSub:
-    """Start FloodSub on ``host``. Options: any field of :class:`PubSubConfig`."""
+    """Start FloodSub on ``host``. Options: any field of :class:`PubSubConfig`, and the discovery options of
+    :class:`PubSub`."""
+    service = _service_options(options)
     router = FloodSub(
         host.peer_id, PubSubConfig(**options), private_key=host.private_key, initial_seqno=_initial_seqno()
     )
-    ps = PubSub(host, router)
+    ps = PubSub(host, router, **service)
     await ps.start()
     return ps
 
