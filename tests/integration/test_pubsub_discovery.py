@@ -27,6 +27,7 @@ import pytest
 
 import aiolibp2p
 from aiolibp2p.discovery import MemoryDiscovery, MemoryDiscoveryServer
+from aiolibp2p.exceptions import Libp2pError
 from aiolibp2p.pubsub import PubSub, floodsub, gossipsub
 
 NUM_HOSTS = 20
@@ -120,7 +121,7 @@ async def test_simple_discovery_stress() -> None:
         for i in range(runs):
             try:
                 rows.append(await run_discovery_scenario(router, seed=i))
-            except (AssertionError, TimeoutError, aiolibp2p.Libp2pError) as exc:
+            except (AssertionError, TimeoutError, Libp2pError) as exc:
                 rows.append(ScenarioResult(router, False, 0.0, error=f"{type(exc).__name__}: {exc}"[:200]))
     _write_table(rows, runs)
     failed = [r for r in rows if not r.ok]

@@ -29,7 +29,8 @@ import asyncio
 import contextlib
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Any, Final
 
@@ -42,6 +43,7 @@ from ..exceptions import DeadlineExceeded, Libp2pError, ProtocolNotSupported, Pr
 from ..multiaddr import Multiaddr
 from ..network import events as ev
 from ..network.connection import Stream
+from ..wire.pb import pubsub_pb2 as pb
 from ..wire.varint import length_prefixed, try_decode_length_prefixed
 from .core import (
     ConnectToPeer,
@@ -65,6 +67,9 @@ SUBSCRIPTION_QUEUE_SIZE: Final = 32
 """Messages buffered per subscription (go's default); when full, new messages are dropped and counted."""
 RETRY_DELAY: Final = 0.1
 """First pause before reopening a failed outbound stream to a still-connected peer (doubles per failure)."""
+REPLAY_WINDOW: Final = 5.0
+"""Seconds of recently written messages re-sent on a replacement stream (covers keep-alive detection)."""
+REPLAY_MAX_FRAMES: Final = 64
 RETRY_MAX_DELAY: Final = 5.0
 """Longest pause between reopen attempts; a new connection or identify of the peer retries at once."""
 OPEN_TIMEOUT: Final = 10.0
@@ -402,7 +407,8 @@ class PubSub:
         another (on any live connection) and restate the hello there. Runs until the peer disconnects."""
         failures = 0
         opened = 0
-        pending = b""  # written to a stream that then broke: it may not have arrived, so write it again
+        pending: list[bytes] = []  # taken from the router, not yet written
+        recent: deque[tuple[float, bytes]] = deque(maxlen=REPLAY_MAX_FRAMES)  # written lately
         while not self._closed:
             if not self.host.connections(peer):
                 self._drop_link(peer, link)  # PeerDisconnected removes (or removed) it from the router
@@ -431,19 +437,24 @@ class PubSub:
             link.stream = stream
             self._add_peer(peer, stream)  # queues the hello if the peer is new to the router
             if opened:
+                # A replacement stream: restate the hello, and write again the messages of the last few
+                # seconds, which a silently dead connection may have swallowed (duplicates are dropped).
                 hello = self.router.resync_frame(peer)
-                if hello is not None:
-                    pending = length_prefixed(hello) + pending
+                replay = _messages_only(f for t, f in recent if t >= self.loop.time() - REPLAY_WINDOW)
+                pending = ([hello] if hello is not None else []) + replay + pending
+                recent.clear()
             opened += 1
             try:
                 while True:
                     if not pending:
-                        frames = self.router.take_frames(peer)
-                        if frames:
-                            pending = b"".join(length_prefixed(f) for f in frames)
+                        pending = self.router.take_frames(peer)
                     if pending:
-                        await stream.write(pending, timeout=WRITE_TIMEOUT)
-                        pending = b""
+                        await stream.write(
+                            b"".join(length_prefixed(f) for f in pending), timeout=WRITE_TIMEOUT
+                        )
+                        now = self.loop.time()
+                        recent.extend((now, f) for f in pending)
+                        pending = []
                         continue
                     if stream.is_closed() or stream.conn.is_closed():
                         log.debug("pubsub: stream to %s closed; reopening", peer)
@@ -622,6 +633,17 @@ _SERVICE_OPTIONS: Final = (
 
 def _service_options(options: dict[str, Any]) -> dict[str, Any]:
     return {k: options.pop(k) for k in _SERVICE_OPTIONS if k in options}
+
+
+def _messages_only(frames: Iterable[bytes]) -> list[bytes]:
+    """The published messages of ``frames``, re-encoded without subscriptions or control (replaying an old
+    GRAFT or PRUNE could undo a newer one; a message is idempotent)."""
+    out: list[bytes] = []
+    for frame in frames:
+        rpc = pb.RPC.FromString(frame)
+        if rpc.publish:
+            out.append(pb.RPC(publish=rpc.publish).SerializeToString())
+    return out
 
 
 def _split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
