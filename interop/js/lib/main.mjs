@@ -15,12 +15,14 @@ import { yamux } from '@libp2p/yamux'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p } from 'libp2p'
 import { ECHO_PROTOCOL, handleEcho, makeCommands } from './commands.mjs'
+import { attachPubsub, pubsubService } from './pubsub.mjs'
 import { describeConnection, emit, log, setVerbose } from './output.mjs'
 
 const USAGE = `usage: node peer.mjs [--listen MA]... [--no-listen] [--muxer yamux|mplex|both]
                     [--transport tcp|ws|both] [--security noise|tls|both|tls-noise]
                     [--private-key HEX] [--no-connection-monitor] [--no-yamux-keepalive]
-                    [--mplex-disconnect-threshold N] [--verbose]`
+                    [--mplex-disconnect-threshold N] [--verbose]
+                    [--pubsub gossipsub|floodsub] [--pubsub-msgid go|js]`
 
 function parseOptions (argv) {
   const { values } = parseArgs({
@@ -36,6 +38,8 @@ function parseOptions (argv) {
       'no-yamux-keepalive': { type: 'boolean', default: false },
       'mplex-disconnect-threshold': { type: 'string' },
       verbose: { type: 'boolean', default: false },
+      pubsub: { type: 'string' },
+      'pubsub-msgid': { type: 'string', default: 'go' },
       help: { type: 'boolean', default: false }
     },
     strict: true
@@ -117,6 +121,8 @@ export async function main (argv) {
     init.privateKey = privateKeyFromProtobuf(Buffer.from(opts['private-key'], 'hex'))
   }
 
+  if (opts.pubsub != null) init.services.pubsub = await pubsubService(opts)
+
   const node = await createLibp2p(init)
 
   // identify results by peer id, dropped when the connection they came over closes
@@ -178,6 +184,8 @@ export async function main (argv) {
       return s.startsWith('/') ? multiaddr(s) : peerIdFromString(s)
     }
   })
+
+  if (opts.pubsub != null) Object.assign(commands, attachPubsub(node, opts))
 
   process.on('SIGTERM', () => { stop(0) })
   process.on('SIGINT', () => { stop(0) })
