@@ -28,6 +28,8 @@ function goMsgId (msg) {
 }
 
 const hex = (b) => Buffer.from(b).toString('hex')
+// gossipsub hands message ids to listeners as base64 strings
+const idHex = (id) => typeof id === 'string' ? Buffer.from(id, 'base64').toString('hex') : hex(id)
 
 export async function pubsubService (opts) {
   const kind = opts.pubsub
@@ -58,7 +60,7 @@ export function attachPubsub (node, opts) {
   if (opts.pubsub === 'gossipsub') {
     ps.addEventListener('gossipsub:message', (evt) => {
       const { msg, msgId, propagationSource } = evt.detail
-      emit({ event: 'pubsub:message', ...describe(msg), msgIdHex: hex(msgId), propagationSource: propagationSource.toString() })
+      emit({ event: 'pubsub:message', ...describe(msg), msgIdHex: idHex(msgId), propagationSource: propagationSource.toString() })
     })
     for (const name of ['graft', 'prune']) {
       ps.addEventListener(`gossipsub:${name}`, (evt) => {
