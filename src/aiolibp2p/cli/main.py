@@ -122,6 +122,8 @@ async def cmd_serve(args: argparse.Namespace, out: Output) -> int:
         )
         if args.metrics:
             out.emit({"event": "metrics", "url": msrv.url}, f"metrics at {msrv.url}")
+        if args.topic:
+            await metrics_stack.enter_async_context(_serve_topics(host, args.topic, args.router))
         waiters: list[asyncio.Future[object]] = [asyncio.ensure_future(stop.wait())]
         if args.exit_on_stdin_eof:
             waiters.append(asyncio.ensure_future(_stdin_eof()))
@@ -129,6 +131,81 @@ async def cmd_serve(args: argparse.Namespace, out: Output) -> int:
         for w in waiters:
             w.cancel()
     out.emit({"event": "stopped"}, "stopped")
+    return 0
+
+
+# -- pubsub ---------------------------------------------------------------------------------------------------------
+def _message_line(msg: Any) -> str:
+    """A received pubsub message as one JSON line (data in base64)."""
+    import base64
+
+    return json.dumps(
+        {
+            "event": "message",
+            "topic": msg.topic,
+            "from": None if msg.source is None else str(msg.source),
+            "seqno": None if msg.seqno is None else msg.seqno.hex(),
+            "data": base64.b64encode(msg.data).decode(),
+        },
+        separators=(",", ":"),
+    )
+
+
+@contextlib.asynccontextmanager
+async def _serve_topics(host: Host, topics: Sequence[str], router: str) -> Any:
+    """Join and subscribe ``topics``; print every received message as a JSON line until the context ends."""
+    from .. import pubsub
+
+    ps = await (pubsub.floodsub(host) if router == "floodsub" else pubsub.gossipsub(host))
+
+    async def printer(sub: pubsub.Subscription) -> None:
+        async for msg in sub:
+            print(_message_line(msg), flush=True)
+
+    tasks = []
+    try:
+        for name in topics:
+            sub = await (await ps.join(name)).subscribe()
+            tasks.append(asyncio.ensure_future(printer(sub)))
+        yield ps
+    finally:
+        for t in tasks:
+            t.cancel()
+        await ps.close()
+
+
+async def cmd_pubsub_publish(args: argparse.Namespace, out: Output) -> int:
+    """Dial ``addr``, join the topic, wait (bounded by ``--timeout``) until the peer has told us it is
+    subscribed, then publish ``--data`` ``--count`` times (GossipSub flood-publishes our own messages to
+    every topic peer, so this does not depend on the mesh)."""
+    from .. import pubsub
+
+    async with _client_host(args) as host:
+        ps = await (pubsub.floodsub(host) if args.router == "floodsub" else pubsub.gossipsub(host))
+        try:
+            topic = await ps.join(args.topic)
+            await host.connect(args.addr, timeout=args.timeout)
+            data = args.data.encode()
+            for i in range(args.count):
+                msg_id = await topic.publish(data, min_peers=1, timeout=args.timeout)
+                out.emit(
+                    {
+                        "event": "published",
+                        "topic": args.topic,
+                        "seq": i,
+                        "msgId": msg_id.hex(),
+                        "bytes": len(data),
+                    },
+                    f"published {len(data)} bytes to {args.topic} ({i + 1}/{args.count})",
+                )
+            # let the writer flush before the host closes
+            for _ in range(int(args.timeout * 100)):
+                if not ps.router.peers_with_frames():
+                    break
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.1)
+        finally:
+            await ps.close()
     return 0
 
 
@@ -314,6 +391,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="serve Prometheus metrics at http://HOST:PORT/metrics (needs prometheus-client)",
     )
+    s.add_argument("--topic", action="append", help="join and subscribe a pubsub topic; print its messages")
+    s.add_argument("--router", choices=["gossipsub", "floodsub"], default="gossipsub")
+    s = sub.add_parser("pubsub", help="pubsub commands")
+    psub = s.add_subparsers(dest="pubsub_cmd", required=True)
+    s = psub.add_parser("publish", help="dial a peer, join a topic, wait for the peer there, publish")
+    common(s, True)
+    s.add_argument("--topic", required=True)
+    s.add_argument("--data", required=True, help="message text (UTF-8)")
+    s.add_argument("--count", type=int, default=1)
+    s.add_argument("--router", choices=["gossipsub", "floodsub"], default="gossipsub")
     s = sub.add_parser("ping", help="ping a peer")
     common(s, True)
     s.add_argument("--count", type=int, default=1)
@@ -361,6 +448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "identify": cmd_identify,
             "demo": cmd_demo,
             "perf": cmd_perf,
+            "pubsub": cmd_pubsub_publish,
         }[args.cmd]
         return asyncio.run(fn(args, out))
     except KeyboardInterrupt:
