@@ -9,8 +9,6 @@ import { mplex } from '@libp2p/mplex'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
-import { tls } from '@libp2p/tls'
-import { webSockets } from '@libp2p/websockets'
 import { yamux } from '@libp2p/yamux'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p } from 'libp2p'
@@ -79,20 +77,21 @@ function makeMuxers (opts) {
   }
 }
 
-function makeTransports (opts) {
+// @libp2p/websockets and @libp2p/tls are only loaded when asked for (loading
+// @libp2p/tls and its x509 stack takes most of a second on a slow machine)
+async function makeTransports (opts) {
   // @libp2p/websockets 10.x has no address filter of its own; libp2p's Node
   // connection gater allows everything, so plain ws to 127.0.0.1 is dialable
-  switch (opts.transport) {
-    case 'tcp': return [tcp()]
-    case 'ws': return [webSockets()]
-    default: return [tcp(), webSockets()]
-  }
+  if (opts.transport === 'tcp') return [tcp()]
+  const { webSockets } = await import('@libp2p/websockets')
+  return opts.transport === 'ws' ? [webSockets()] : [tcp(), webSockets()]
 }
 
-function makeEncrypters (opts) {
+async function makeEncrypters (opts) {
   // 'both' = noise preferred, 'tls-noise' = tls preferred
+  if (opts.security === 'noise') return [noise()]
+  const { tls } = await import('@libp2p/tls')
   switch (opts.security) {
-    case 'noise': return [noise()]
     case 'tls': return [tls()]
     case 'both': return [noise(), tls()]
     default: return [tls(), noise()]
@@ -105,8 +104,8 @@ export async function main (argv) {
 
   const init = {
     addresses: { listen: opts.listen },
-    transports: makeTransports(opts),
-    connectionEncrypters: makeEncrypters(opts),
+    transports: await makeTransports(opts),
+    connectionEncrypters: await makeEncrypters(opts),
     streamMuxers: makeMuxers(opts),
     connectionMonitor: { enabled: !opts['no-connection-monitor'] },
     // allow every address explicitly (loopback, plain /ws): libp2p's browser
