@@ -1,0 +1,514 @@
+"""A QUIC connection as a libp2p ``MuxedConnection``, and its native streams as ``MuxedStream``s.
+
+QUIC arrives secure and multiplexed (``quic/README.md``): each libp2p stream is one bidirectional QUIC stream
+that then negotiates its protocol with multistream-select; FIN is a half-close; RESET_STREAM and
+STOP_SENDING carry the libp2p reset code. Closing sends CONNECTION_CLOSE with an application error code.
+
+No task per connection or stream: the endpoint feeds datagrams in, the engine's events are dispatched at once,
+and a single coalesced ``transmit`` (scheduled with ``call_soon``) sends what the engine produced. One
+``call_at`` timer follows the engine's next deadline (loss detection, idle), another sends keep-alive PINGs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from aioquic.quic import events as qe
+from aioquic.quic.connection import QuicConnectionState
+
+from ...core.interfaces import Direction, MuxedStream, StreamCallback
+from ...exceptions import ConnectionClosed, DeadlineExceeded, StreamReset
+from ...muxers.buffered_stream import BufferedStream
+from .config import CONN_CLOSE_NORMAL, QuicConfig
+from .engine import Libp2pQuicEngine
+
+if TYPE_CHECKING:
+    from ...crypto.keys import PublicKey
+    from ...crypto.peer_id import PeerId
+    from ...multiaddr import Multiaddr
+    from .endpoint import QuicEndpoint
+
+__all__ = ["QuicConnection", "QuicStream"]
+
+log = logging.getLogger(__name__)
+
+_WRITE_SLICE = 64 * 1024
+_ping_ids = itertools.count(1)
+
+
+class QuicStream(BufferedStream):
+    """One bidirectional QUIC stream."""
+
+    __slots__ = ("_conn", "_read_done", "_send_done", "_write_error")
+
+    def __init__(self, conn: QuicConnection, stream_id: int, direction: Direction) -> None:
+        super().__init__(stream_id, direction)
+        self._conn = conn
+        self._write_error: BaseException | None = None  # STOP_SENDING from the remote
+        self._send_done = False  # FIN or RESET_STREAM queued: the engine's send side is finished
+        self._read_done = False  # FIN or RESET_STREAM received, or STOP_SENDING sent
+
+    # -- BufferedStream hook --------------------------------------------------------------------------
+    def _consumed(self, n: int) -> None:
+        self._conn._credit(self._stream_id, n)
+
+    # -- writing --------------------------------------------------------------------------------------------
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
+        conn = self._conn
+        view = memoryview(data).cast("B")
+        limit = conn.config.stream_send_buffer
+        pos = 0
+        while True:
+            self._check_writable()
+            if self._write_error is not None:
+                raise self._write_error
+            if pos >= len(view) and pos:
+                return
+            if conn.engine.stream_send_pending(self._stream_id) >= limit:
+                conn._blocked_writers.add(self)
+                await self._wait_writable()
+                continue
+            chunk = view[pos : pos + _WRITE_SLICE]
+            pos += len(chunk)
+            conn.engine.send_stream_data(self._stream_id, bytes(chunk))
+            conn.schedule_transmit()
+            if pos >= len(view):
+                return
+
+    def _writable(self) -> bool:
+        c = self._conn
+        return (
+            self._error is not None
+            or self._write_error is not None
+            or c.engine.stream_send_pending(self._stream_id) < c.config.stream_send_buffer
+        )
+
+    async def close_write(self) -> None:
+        if self._write_closed or self._error is not None:
+            return
+        self._write_closed = True
+        if self._write_error is None and not self._send_done:
+            self._send_done = True
+            self._conn.engine.send_stream_data(self._stream_id, b"", end_stream=True)
+            self._conn.schedule_transmit()
+        self._conn._maybe_forget(self)
+
+    async def close(self) -> None:
+        """FIN our side and stop reading (go-libp2p: CancelRead(0) then Close)."""
+        await self.close_write()
+        if not self._read_done and self._error is None:
+            self._read_done = True
+            self._conn._stop_sending(self._stream_id, 0)
+        self._close_read()
+        self._conn._maybe_forget(self)
+
+    async def reset(self, code: int = 0) -> None:
+        if self._error is not None:
+            return
+        self._write_closed = True
+        c = self._conn
+        if not self._send_done:
+            self._send_done = True
+            c._reset_sending(self._stream_id, code)
+        if not self._read_done:
+            self._read_done = True
+            c._stop_sending(self._stream_id, code)
+        self.fail(StreamReset(f"stream {self._stream_id} reset locally", code=code, remote=False))
+        c._maybe_forget(self)
+
+    # -- engine events ---------------------------------------------------------------------------------------
+    def _on_data(self, data: bytes, end_stream: bool) -> None:
+        if data:
+            self.feed(data)
+        if end_stream:
+            self._read_done = True
+            self.feed_eof()
+
+    def _on_reset(self, code: int) -> None:
+        self._read_done = True
+        if not self._send_done:  # the remote aborted the stream: abort ours too
+            self._send_done = True
+            self._conn._reset_sending(self._stream_id, code)
+        self._write_closed = True
+        self.fail(StreamReset(f"stream {self._stream_id} reset by the remote", code=code, remote=True))
+
+    def _on_stop_sending(self, code: int) -> None:
+        # aioquic answers STOP_SENDING with RESET_STREAM carrying the same code (RFC 9000 §3.5)
+        self._send_done = True
+        self._write_error = StreamReset(
+            f"stream {self._stream_id}: the remote stopped reading", code=code, remote=True
+        )
+        self.wake_writer()
+
+    def is_closed(self) -> bool:
+        return super().is_closed() or (self._send_done and self._read_done and not self._buf)
+
+
+class QuicConnection:
+    """A libp2p connection over QUIC (``MuxedConnection``), driven by its endpoint."""
+
+    def __init__(
+        self,
+        endpoint: QuicEndpoint,
+        engine: Libp2pQuicEngine,
+        remote_sockaddr: tuple[Any, ...],
+        config: QuicConfig,
+        direction: Direction,
+        local_addr: Multiaddr,
+        remote_addr: Multiaddr,
+    ) -> None:
+        self.endpoint = endpoint
+        self.engine = engine
+        self.config = config
+        self.direction = direction
+        self.remote_sockaddr = remote_sockaddr
+        self.local_addr = local_addr
+        self.remote_addr = remote_addr
+        self._loop = asyncio.get_running_loop()
+        self._streams: dict[int, QuicStream] = {}
+        self._pending_inbound: deque[QuicStream] = deque()
+        self._inbound_cb: StreamCallback | None = None
+        self._close_cb: Callable[[BaseException | None], None] | None = None
+        self._close_cb_done = False
+        self._closed_exc: ConnectionClosed | None = None
+        self._blocked_writers: set[QuicStream] = set()
+        self._transmit_handle: asyncio.Handle | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._keepalive: asyncio.TimerHandle | None = None
+        self._pings: dict[int, asyncio.Future[None]] = {}
+        self._stream_waiters: deque[asyncio.Future[None]] = deque()
+        self.handshake: asyncio.Future[None] = self._loop.create_future()
+        self.terminated = False  # the engine is done: the endpoint may forget this connection
+
+    # -- identity (valid once the handshake completed) -------------------------------------------------
+    @property
+    def remote_peer(self) -> PeerId:
+        assert self.engine.remote_peer is not None
+        return self.engine.remote_peer
+
+    @property
+    def remote_public_key(self) -> PublicKey:
+        assert self.engine.remote_public_key is not None
+        return self.engine.remote_public_key
+
+    # what the swarm reads from a capable connection (it is its own session, muxer and address holder)
+    security_protocol = "/tls/1.0.0"
+    muxer = "quic"
+
+    @property
+    def session(self) -> QuicConnection:
+        return self
+
+    @property
+    def muxed(self) -> QuicConnection:
+        return self
+
+    def __repr__(self) -> str:
+        return f"<QuicConnection {self.direction.value} {self.remote_addr} {self.engine.remote_peer}>"
+
+    # -- MuxedConnection -------------------------------------------------------------------------------
+    @property
+    def num_streams(self) -> int:
+        return len(self._streams)
+
+    def is_closed(self) -> bool:
+        return self._closed_exc is not None
+
+    def set_inbound_stream_handler(self, callback: StreamCallback) -> None:
+        self._inbound_cb = callback
+        while self._pending_inbound:
+            callback(self._pending_inbound.popleft())
+
+    def set_close_callback(self, callback: Callable[[BaseException | None], None]) -> None:
+        self._close_cb = callback
+        if self._closed_exc is not None and not self._close_cb_done:
+            self._close_cb_done = True
+            callback(self._closed_exc)
+
+    async def open_stream(self) -> MuxedStream:
+        while True:
+            if self._closed_exc is not None:
+                raise self._closed_exc
+            try:
+                sid = self.engine.get_next_available_stream_id()
+                self.engine.send_stream_data(sid, b"")  # may raise if the peer's MAX_STREAMS is used up
+            except ValueError:
+                sid = -1
+            if sid >= 0 and self.engine.has_stream(sid):
+                break
+            # blocked by the peer's stream limit: wait for MAX_STREAMS (checked after every datagram)
+            fut = self._loop.create_future()
+            self._stream_waiters.append(fut)
+            self.schedule_transmit()
+            await fut
+        s = QuicStream(self, sid, Direction.OUTBOUND)
+        self._streams[sid] = s
+        return s
+
+    async def close(self, code: int = CONN_CLOSE_NORMAL) -> None:
+        if self._closed_exc is not None:
+            return
+        self.engine.close(error_code=code, reason_phrase="")
+        self._transmit()
+        self._terminate(ConnectionClosed("connection closed locally", cause="local-close", code=code))
+
+    def abort(self, exc: BaseException | None = None) -> None:
+        """Tear down at once: the remote still gets a CONNECTION_CLOSE (code 0) if the socket is open."""
+        if self._closed_exc is None:
+            self.engine.close(error_code=CONN_CLOSE_NORMAL, reason_phrase="aborted")
+            self._transmit()
+            cause = getattr(exc, "cause", None) or "aborted"
+            self._terminate(ConnectionClosed(f"connection aborted: {exc!r}", cause=cause))
+        self._finish()
+
+    async def ping(self) -> None:
+        """A QUIC PING, acknowledged by the remote (the swarm's liveness probe)."""
+        if self._closed_exc is not None:
+            raise self._closed_exc
+        uid = next(_ping_ids)
+        fut = self._loop.create_future()
+        self._pings[uid] = fut
+        self.engine.send_ping(uid)
+        self.schedule_transmit()
+        try:
+            await fut
+        finally:
+            self._pings.pop(uid, None)
+
+    # -- driven by the endpoint -----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Arm the timers (and send the first flight for a client)."""
+        self._transmit()
+        self._arm_keepalive()
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...], now: float) -> None:
+        self.engine.receive_datagram(data, addr, now)
+        self._process_events()
+        self.schedule_transmit()
+
+    def schedule_transmit(self) -> None:
+        if self._transmit_handle is None and not self.terminated:
+            self._transmit_handle = self._loop.call_soon(self._transmit)
+
+    def _transmit(self) -> None:
+        self._transmit_handle = None
+        if self.terminated:
+            return
+        now = self._loop.time()
+        self.endpoint.send_datagrams(self.engine.datagrams_to_send(now))
+        self._process_events()  # sending may retire IDs or finish streams
+        self._rearm_timer()
+
+    def _rearm_timer(self) -> None:
+        at = self.engine.get_timer()
+        if at == self._timer_at and self._timer is not None:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = at
+        if at is not None:
+            self._timer = self._loop.call_at(at, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.engine.handle_timer(self._loop.time())
+        self._process_events()
+        self._transmit()
+
+    def _arm_keepalive(self) -> None:
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+        if self.terminated or self._closed_exc is not None:
+            self._keepalive = None
+            return
+        interval = self.config.keep_alive_interval
+        remote_idle = self.engine._remote_max_idle_timeout
+        if remote_idle:  # never let a peer with a shorter idle timeout drop us
+            interval = min(interval, remote_idle / 2)
+        self._keepalive = self._loop.call_later(interval, self._send_keepalive)
+
+    def _send_keepalive(self) -> None:
+        self._keepalive = None
+        if self._closed_exc is None and self.handshake.done():
+            self.engine.send_ping(0)
+            self._transmit()
+        self._arm_keepalive()
+
+    # -- events ----------------------------------------------------------------------------------------------
+    def _process_events(self) -> None:
+        engine = self.engine
+        while (event := engine.next_event()) is not None:
+            if isinstance(event, qe.StreamDataReceived):
+                s = self._stream_for_event(event.stream_id)
+                if s is not None:
+                    s._on_data(event.data, event.end_stream)
+                    self._maybe_forget(s)
+            elif isinstance(event, qe.StreamReset):
+                s = self._streams.get(event.stream_id)
+                if s is not None:
+                    s._on_reset(event.error_code)
+                    self._maybe_forget(s)
+            elif isinstance(event, qe.StopSendingReceived):
+                s = self._streams.get(event.stream_id)
+                if s is not None:
+                    s._on_stop_sending(event.error_code)
+                    self._maybe_forget(s)
+            elif isinstance(event, qe.PingAcknowledged):
+                fut = self._pings.get(event.uid)
+                if fut is not None and not fut.done():
+                    fut.set_result(None)
+            elif isinstance(event, qe.HandshakeCompleted):
+                self._arm_keepalive()
+            elif isinstance(event, qe.ConnectionIdIssued):
+                self.endpoint.route(event.connection_id, self)
+            elif isinstance(event, qe.ConnectionIdRetired):
+                self.endpoint.unroute(event.connection_id, self)
+            elif isinstance(event, qe.ConnectionTerminated):
+                self._on_engine_terminated(event)
+        self.endpoint.learn_reset_tokens(self)
+        if not self.handshake.done() and engine.handshake_done and self._closed_exc is None:
+            self.handshake.set_result(None)
+        if self._closed_exc is None:
+            ce = engine.close_event
+            if ce is not None and engine.state is QuicConnectionState.DRAINING:
+                # the peer closed: surface it now rather than after the 3 × PTO draining period
+                self._terminate(self._remote_close_error(ce))
+            else:
+                self._wake_writers()
+                self._wake_stream_waiters()
+
+    def _remote_close_error(self, ev: qe.ConnectionTerminated) -> ConnectionClosed:
+        if ev.frame_type is None:  # APPLICATION_CLOSE: the libp2p code
+            return ConnectionClosed(
+                f"remote closed the connection (code {ev.error_code})",
+                cause="remote-closed",
+                code=ev.error_code,
+            )
+        return ConnectionClosed(
+            f"QUIC transport error {ev.error_code:#x}: {ev.reason_phrase}",
+            cause="transport-error",
+            code=ev.error_code,
+        )
+
+    def _on_engine_terminated(self, ev: qe.ConnectionTerminated) -> None:
+        if self._closed_exc is None:
+            if ev.reason_phrase == "Idle timeout":
+                exc = ConnectionClosed("QUIC idle timeout: the remote went silent", cause="idle-timeout")
+            else:
+                exc = self._remote_close_error(ev)
+            self._terminate(exc)
+        self._finish()
+
+    def _stream_for_event(self, sid: int) -> QuicStream | None:
+        s = self._streams.get(sid)
+        if s is not None or self._closed_exc is not None:
+            return s
+        if (sid & 1 == 0) == (self.direction is Direction.OUTBOUND) or sid & 2:
+            return None  # our own stream, already forgotten; or unidirectional (refused by MAX_STREAMS 0)
+        s = QuicStream(self, sid, Direction.INBOUND)
+        self._streams[sid] = s
+        if self._inbound_cb is not None:
+            self._inbound_cb(s)
+        else:
+            self._pending_inbound.append(s)
+        return s
+
+    def _wake_writers(self) -> None:
+        if not self._blocked_writers:
+            return
+        for s in list(self._blocked_writers):
+            if s._writable():
+                self._blocked_writers.discard(s)
+                s.wake_writer()
+
+    def _wake_stream_waiters(self) -> None:
+        while self._stream_waiters:
+            fut = self._stream_waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+
+    # -- used by streams -------------------------------------------------------------------------------------
+    def _credit(self, sid: int, n: int) -> None:
+        e = self.engine
+        if sid in self._streams:
+            e.consumed[sid] = e.consumed.get(sid, 0) + n
+        e.consumed_total += n
+        self.schedule_transmit()
+
+    def _reset_sending(self, sid: int, code: int) -> None:
+        if self._closed_exc is None and self.engine.has_stream(sid):
+            self.engine.reset_stream(sid, code)
+            self.schedule_transmit()
+
+    def _stop_sending(self, sid: int, code: int) -> None:
+        if self._closed_exc is None and self.engine.has_stream(sid):
+            self.engine.stop_stream(sid, code)
+            self.schedule_transmit()
+
+    def _maybe_forget(self, s: QuicStream) -> None:
+        if s.is_closed() and self._streams.get(s.stream_id) is s:
+            del self._streams[s.stream_id]
+            self.engine.consumed.pop(s.stream_id, None)
+            self._blocked_writers.discard(s)
+
+    # -- ending ----------------------------------------------------------------------------------------------
+    def fail_handshake(self, exc: BaseException) -> None:
+        if not self.handshake.done():
+            self.handshake.set_exception(exc)
+            self.handshake.exception()  # retrieved: nobody may be waiting any more
+
+    def _terminate(self, exc: ConnectionClosed) -> None:
+        """The connection is over for the application: fail streams and waiters, run the close callback."""
+        if self._closed_exc is not None:
+            return
+        self._closed_exc = exc
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            self._keepalive = None
+        auth = self.engine.auth_error
+        self.fail_handshake(auth if auth is not None else exc)
+        for s in list(self._streams.values()):
+            s.fail(exc)
+        self._streams.clear()
+        self._pending_inbound.clear()
+        for fut in self._pings.values():
+            if not fut.done():
+                fut.set_exception(exc)
+        self._wake_stream_waiters()
+        if self._close_cb is not None and not self._close_cb_done:
+            self._close_cb_done = True
+            self._close_cb(exc)
+        # keep answering for a moment (repeat CONNECTION_CLOSE, absorb stray packets), then forget
+        self._loop.call_later(self.config.close_linger, self._finish)
+
+    def _finish(self) -> None:
+        if self.terminated:
+            return
+        self.terminated = True
+        for h in (self._timer, self._keepalive, self._transmit_handle):
+            if h is not None:
+                h.cancel()
+        self._timer = self._keepalive = self._transmit_handle = None
+        if self._closed_exc is None:
+            self._terminate(ConnectionClosed("connection ended", cause="closed"))
+        self.endpoint.forget(self)
+
+    def stateless_reset_received(self) -> None:
+        self._terminate(ConnectionClosed("the remote sent a stateless reset", cause="stateless-reset"))
+        self._finish()
+
+    async def wait_handshake(self, timeout: float) -> None:
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(self.handshake)
+        except TimeoutError:
+            self.abort(DeadlineExceeded("QUIC handshake", timeout))
+            raise DeadlineExceeded("QUIC handshake", timeout) from None

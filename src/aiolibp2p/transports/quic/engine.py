@@ -1,0 +1,230 @@
+"""The sans-I/O QUIC engine: aioquic's ``QuicConnection`` with the libp2p policies it lacks.
+
+aioquic is a sans-I/O engine (datagrams and the time in; events and datagrams out), so the asyncio adapter
+in :mod:`.connection` stays thin. This subclass adds, per ``quic/README.md`` and ``tls/tls.md``:
+
+- mutual libp2p certificate authentication *inside* the TLS handshake: the server sends a
+  CertificateRequest, both sides check the peer's single self-signed certificate with
+  :func:`~aiolibp2p.security.tls.certificate.verify_certificate_chain` (CA checks off), and a bad,
+  missing or unexpected certificate aborts the handshake with a TLS alert the remote sees;
+- receive windows that grow only as the application reads (aioquic doubles them as data arrives,
+  which lets a peer fill our memory through a stream nobody reads);
+- stateless reset tokens derived from a secret and the connection ID (RFC 9000 §10.3.2), so an endpoint
+  that lost a connection's state can still reset it, and detection of received stateless resets.
+
+aioquic internals used (pinned by the dependency bound and covered by the tests): ``tls.Context``'s
+handshake-step methods and ``_request_client_certificate``, ``_host_cids``, ``_peer_cid(_available)``,
+``_close_event``, the limit objects and the two ``_write_*_limits`` hooks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+from aioquic import tls as aioquic_tls
+from aioquic._buffer import Buffer
+from aioquic.quic import connection as aioquic_connection
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection, QuicConnectionId, QuicConnectionState
+from aioquic.quic.packet import QuicFrameType
+from aioquic.quic.stream import QuicStream as _AioStream
+from cryptography import x509
+
+from ...crypto.keys import PrivateKey, PublicKey
+from ...crypto.peer_id import PeerId
+from ...exceptions import CertificateError, PeerIdMismatch
+from ...security.tls.certificate import TlsCertificate, verify_certificate_chain
+from .config import ALPN, QuicConfig
+
+__all__ = ["STATELESS_RESET_TOKEN_SIZE", "Libp2pQuicEngine", "reset_token_for", "stateless_reset_key"]
+
+STATELESS_RESET_TOKEN_SIZE = 16
+_RESET_KEY_INFO = b"libp2p quic stateless reset key"
+
+
+def stateless_reset_key(host_key: PrivateKey) -> bytes:
+    """A secret for stateless reset tokens, stable across restarts (go-libp2p derives it from the host
+    key with HKDF-SHA256 and the same info string)."""
+    prk = hmac.new(b"\x00" * 32, host_key.raw(), hashlib.sha256).digest()
+    return hmac.new(prk, _RESET_KEY_INFO + b"\x01", hashlib.sha256).digest()
+
+
+def reset_token_for(key: bytes, cid: bytes) -> bytes:
+    return hmac.new(key, cid, hashlib.sha256).digest()[:STATELESS_RESET_TOKEN_SIZE]
+
+
+def make_configuration(
+    cert: TlsCertificate, cfg: QuicConfig, *, is_client: bool, loopback: bool = False
+) -> QuicConfiguration:
+    return QuicConfiguration(
+        max_datagram_size=cfg.loopback_datagram_size if loopback else cfg.max_datagram_size,
+        is_client=is_client,
+        alpn_protocols=[ALPN],
+        certificate=cert.certificate,
+        private_key=cert.private_key,
+        verify_mode=ssl.CERT_NONE,  # libp2p certificates are self-signed: checked by our hooks instead
+        idle_timeout=cfg.effective_idle_timeout,
+        max_data=cfg.connection_receive_window,
+        max_stream_data=cfg.stream_receive_window,
+        connection_id_length=cfg.connection_id_length,
+    )
+
+
+class Libp2pQuicEngine(QuicConnection):
+    """One QUIC connection's state machine with libp2p authentication and bounded receive windows."""
+
+    def __init__(
+        self,
+        *,
+        configuration: QuicConfiguration,
+        config: QuicConfig,
+        reset_key: bytes,
+        expected_peer: PeerId | None = None,
+        original_destination_connection_id: bytes | None = None,
+    ) -> None:
+        super().__init__(
+            configuration=configuration,
+            original_destination_connection_id=original_destination_connection_id,
+        )
+        self._reset_key = reset_key
+        self._cfg = config
+        self.expected_peer = expected_peer
+        self.remote_peer: PeerId | None = None
+        self.remote_public_key: PublicKey | None = None
+        self.auth_error: CertificateError | PeerIdMismatch | None = None
+        self.consumed: dict[int, int] = {}  # stream id -> bytes the application has read
+        self.consumed_total = 0
+        # max concurrent inbound bidi streams; no unidirectional streams (libp2p does not use them)
+        self._local_max_streams_bidi.value = config.max_inbound_streams
+        self._local_max_streams_uni.value = 0
+        if not self._is_client:
+            first = self._host_cids[0]
+            first.stateless_reset_token = reset_token_for(reset_key, first.cid)
+
+    # -- state the adapter reads ------------------------------------------------------------------------
+    @property
+    def state(self) -> QuicConnectionState:
+        return self._state
+
+    @property
+    def close_event(self) -> Any:
+        """The ConnectionTerminated event once a close started (ours or the peer's), else None."""
+        return self._close_event
+
+    @property
+    def handshake_done(self) -> bool:
+        """Server: the client's certificate checked and Finished received. Client: HANDSHAKE_DONE received,
+        so the server accepted our certificate too (one half round trip after TLS completes)."""
+        return self._handshake_confirmed if self._is_client else self._handshake_complete
+
+    def host_connection_ids(self) -> list[bytes]:
+        return [c.cid for c in self._host_cids]
+
+    def peer_reset_tokens(self) -> list[bytes]:
+        tokens = [self._peer_cid.stateless_reset_token]
+        tokens += [c.stateless_reset_token for c in self._peer_cid_available]
+        return [t for t in tokens if t]
+
+    def stream_send_pending(self, stream_id: int) -> int:
+        """Bytes written to the stream and not yet acknowledged."""
+        s = self._streams.get(stream_id)
+        return 0 if s is None else len(s.sender._buffer)
+
+    def has_stream(self, stream_id: int) -> bool:
+        return stream_id in self._streams
+
+    # -- authentication: hooks into the TLS handshake steps -------------------------------------------------
+    def _initialize(self, peer_cid: bytes) -> None:
+        super()._initialize(peer_cid)
+        t = self.tls
+        # per-instance hooks around aioquic's handshake steps (the steps are methods of tls.Context)
+        hooks: dict[str, Callable[[Callable[[Buffer], None]], Callable[[Buffer], None]]]
+        if self._is_client:
+            hooks = {"_client_handle_certificate_verify": self._wrap_verify}
+        else:
+            t._request_client_certificate = True
+            hooks = {
+                "_server_handle_certificate": self._wrap_server_certificate,
+                "_server_handle_certificate_verify": self._wrap_verify,
+            }
+        for name, wrap in hooks.items():
+            setattr(t, name, wrap(getattr(t, name)))
+
+    def _wrap_server_certificate(self, step: Callable[[Buffer], None]) -> Callable[[Buffer], None]:
+        def handle(input_buf: Buffer) -> None:
+            step(input_buf)
+            if self.tls._peer_certificate is None:  # an empty Certificate: the spec requires one
+                self.auth_error = CertificateError("the client sent no certificate")
+                raise aioquic_tls.AlertBadCertificate("a libp2p certificate is required")
+
+        return handle
+
+    def _wrap_verify(self, step: Callable[[Buffer], None]) -> Callable[[Buffer], None]:
+        def handle(input_buf: Buffer) -> None:
+            step(input_buf)  # checks the CertificateVerify signature with the certificate's key
+            self._authenticate()
+
+        return handle
+
+    def _authenticate(self) -> None:
+        t = self.tls
+        chain: list[x509.Certificate] = []
+        if t._peer_certificate is not None:
+            chain = [t._peer_certificate, *t._peer_certificate_chain]
+        try:
+            peer, key = verify_certificate_chain(chain)
+        except CertificateError as e:
+            self.auth_error = e
+            raise aioquic_tls.AlertBadCertificate(str(e)) from None
+        if self.expected_peer is not None and peer != self.expected_peer:
+            self.auth_error = PeerIdMismatch(self.expected_peer, peer)
+            raise aioquic_tls.AlertBadCertificate("unexpected peer ID")
+        self.remote_peer, self.remote_public_key = peer, key
+
+    # -- stateless reset tokens -----------------------------------------------------------------------------
+    def _replenish_connection_ids(self) -> None:
+        while len(self._host_cids) < min(8, self._remote_active_connection_id_limit):
+            cid = os.urandom(self._configuration.connection_id_length)
+            self._host_cids.append(
+                QuicConnectionId(
+                    cid=cid,
+                    sequence_number=self._host_cid_seq,
+                    stateless_reset_token=reset_token_for(self._reset_key, cid),
+                )
+            )
+            self._host_cid_seq += 1
+
+    # -- receive windows that follow the application's reading ------------------------------------------
+    def _write_connection_limits(self, builder: Any, space: Any) -> None:
+        max_data = self._local_max_data
+        wanted = self.consumed_total + self._cfg.connection_receive_window
+        if wanted - max_data.value >= self._cfg.connection_receive_window // 2:
+            max_data.value = wanted
+        used = max_data.used
+        max_data.used = 0  # keep aioquic's doubling rule (used * 2 > value) from firing
+        try:
+            super()._write_connection_limits(builder, space)
+        finally:
+            max_data.used = used
+
+    def _write_stream_limits(self, builder: Any, space: Any, stream: _AioStream) -> None:
+        if stream.max_stream_data_local:
+            window = self._cfg.stream_receive_window
+            wanted = self.consumed.get(stream.stream_id or 0, 0) + window
+            if wanted - stream.max_stream_data_local >= window // 2:
+                stream.max_stream_data_local = wanted
+        if stream.max_stream_data_local_sent != stream.max_stream_data_local:
+            buf = builder.start_frame(
+                QuicFrameType.MAX_STREAM_DATA,
+                capacity=aioquic_connection.MAX_STREAM_DATA_FRAME_CAPACITY,
+                handler=self._on_max_stream_data_delivery,
+                handler_args=(stream,),
+            )
+            buf.push_uint_var(stream.stream_id)
+            buf.push_uint_var(stream.max_stream_data_local)
+            stream.max_stream_data_local_sent = stream.max_stream_data_local
