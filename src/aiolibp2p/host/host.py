@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any
 
-from ..core.interfaces import LocalIdentity, MuxerFactory, SecurityTransport, Transport
+from ..core.interfaces import LocalIdentity, MuxerFactory, SecurityTransport
 from ..crypto.keys import PrivateKey, generate_key_pair
 from ..crypto.peer_id import PeerId
 from ..exceptions import DialError
@@ -21,7 +21,7 @@ from ..network.connmgr import ConnectionManager, ConnManagerConfig
 from ..network.gater import ConnectionGater
 from ..network.peerstore import Peerstore
 from ..network.resources import ResourceLimits, ResourceManager
-from ..network.swarm import Swarm, SwarmConfig
+from ..network.swarm import AnyTransport, Swarm, SwarmConfig
 from ..network.upgrader import Upgrader, UpgraderConfig
 from ..protocols.identify import IdentifyInfo, IdentifyService
 from ..protocols.ping import PingService
@@ -79,11 +79,15 @@ def _make_muxers(
     return out
 
 
-def _make_transports(names: Sequence[str | Transport]) -> list[Transport]:
-    out: list[Transport] = []
+def _make_transports(names: Sequence[str | AnyTransport], key: PrivateKey) -> list[AnyTransport]:
+    out: list[AnyTransport] = []
     for n in names:
         if not isinstance(n, str):
             out.append(n)
+        elif n in ("quic", "quic-v1"):
+            from ..transports.quic import QuicTransport
+
+            out.append(QuicTransport(key))
         elif n == "tcp":
             from ..transports.tcp import TcpTransport
 
@@ -109,7 +113,7 @@ class Host:
         *,
         key: PrivateKey | None = None,
         listen: Sequence[AddrLike] | None = None,
-        transports: Sequence[str | Transport] | None = None,
+        transports: Sequence[str | AnyTransport] | None = None,
         security: Sequence[str | SecurityTransport] | None = None,
         muxers: Sequence[str | MuxerFactory] | None = None,
         swarm_config: SwarmConfig | None = None,
@@ -139,7 +143,7 @@ class Host:
         self.upgrader = Upgrader(sec, mux, upgrader_config or defaults.UPGRADER, self.gater)
         self.swarm = Swarm(
             LocalIdentity(self.private_key, self.peer_id),
-            _make_transports(transports or defaults.DEFAULT_TRANSPORTS),
+            _make_transports(transports or defaults.DEFAULT_TRANSPORTS, self.private_key),
             self.upgrader,
             self.peerstore,
             self.bus,

@@ -17,8 +17,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, TypeGuard, cast
 
-from ..core.interfaces import Direction, LocalIdentity, MuxedStream, Transport
+from ..core.interfaces import Direction, Listener, LocalIdentity, MuxedConnection, MuxedStream, Transport
 from ..core.pipe import Pipe
 from ..crypto.peer_id import PeerId
 from ..exceptions import (
@@ -41,9 +42,60 @@ from .peerstore import CONNECTED_ADDR_TTL, RECENTLY_CONNECTED_ADDR_TTL, Peerstor
 from .resources import ConnectionScope, ResourceManager, StreamScope
 from .upgrader import Upgrader
 
+if TYPE_CHECKING:
+    from ..crypto.keys import PublicKey
+
 log = logging.getLogger(__name__)
 
 StreamHandler = Callable[[Stream], Awaitable[None]]
+
+
+class CapableConnection(Protocol):
+    """What a capable transport (QUIC, WebRTC) yields: already authenticated and multiplexed, so the
+    upgrader is skipped. It stands in for both the ``Upgraded`` result (``session``, ``muxed``, ``muxer``)
+    and the pipe (``local_addr``, ``remote_addr``) in :meth:`Swarm._add_connection`."""
+
+    @property
+    def session(self) -> CapableConnection: ...
+    @property
+    def muxed(self) -> MuxedConnection: ...
+    @property
+    def muxer(self) -> str: ...
+    @property
+    def security_protocol(self) -> str: ...
+    @property
+    def remote_peer(self) -> PeerId: ...
+    @property
+    def remote_public_key(self) -> PublicKey: ...
+    @property
+    def local_addr(self) -> Multiaddr | None: ...
+    @property
+    def remote_addr(self) -> Multiaddr | None: ...
+
+
+class CapableTransport(Protocol):
+    """A transport whose connections arrive secured and multiplexed (``capable = True``)."""
+
+    name: str
+    capable: bool
+
+    def can_dial(self, addr: Multiaddr) -> bool: ...
+
+    def can_listen(self, addr: Multiaddr) -> bool: ...
+
+    async def dial(self, addr: Multiaddr, peer: PeerId | None = None) -> CapableConnection:
+        """Connect and authenticate; a ``peer`` that does not match raises PeerIdMismatch."""
+
+    async def listen(
+        self, addr: Multiaddr, handler: Callable[[CapableConnection], Awaitable[None]]
+    ) -> Listener: ...
+
+
+AnyTransport = Transport | CapableTransport
+
+
+def is_capable(t: AnyTransport) -> TypeGuard[CapableTransport]:
+    return getattr(t, "capable", False) is True
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +181,7 @@ class Swarm:
     def __init__(
         self,
         identity: LocalIdentity,
-        transports: Sequence[Transport],
+        transports: Sequence[AnyTransport],
         upgrader: Upgrader,
         peerstore: Peerstore,
         bus: ev.EventBus,
@@ -175,7 +227,7 @@ class Swarm:
         return task
 
     # -- listening ----------------------------------------------------------------------------------------------------
-    def _transport_for(self, addr: Multiaddr, *, listen: bool) -> Transport | None:
+    def _transport_for(self, addr: Multiaddr, *, listen: bool) -> AnyTransport | None:
         for t in self.transports:
             if t.can_listen(addr) if listen else t.can_dial(addr):
                 return t
@@ -188,7 +240,10 @@ class Swarm:
             t = self._transport_for(addr, listen=True)
             if t is None:
                 raise NoTransportForAddress(f"no transport can listen on {addr}")
-            listener = await t.listen(addr, self._make_inbound_handler(t.name))
+            if is_capable(t):
+                listener = await t.listen(addr, self._make_capable_inbound_handler(t.name))
+            else:
+                listener = await cast(Transport, t).listen(addr, self._make_inbound_handler(t.name))
             for la in listener.listen_addrs:
                 self._listeners.append((la, listener))
                 bound.append(la)
@@ -233,6 +288,32 @@ class Swarm:
 
         return handle
 
+    def _make_capable_inbound_handler(
+        self, transport_name: str
+    ) -> Callable[[CapableConnection], Awaitable[None]]:
+        """Inbound connections of a capable transport: gater and resource checks, then registration."""
+
+        async def handle(cc: CapableConnection) -> None:
+            if (
+                self._closed
+                or not self.gater.allow_accept(cc.remote_addr)
+                or not self.gater.allow_secured(Direction.INBOUND, cc.remote_peer, cc.remote_addr)
+            ):
+                cc.muxed.abort(None)
+                return
+            try:
+                scope = self.resources.open_connection(Direction.INBOUND)
+            except ResourceLimitExceeded as e:
+                log.debug("refusing inbound connection from %s: %s", cc.remote_addr, e)
+                cc.muxed.abort(None)
+                return
+            try:
+                self._add_connection(cc, cc, Direction.INBOUND, transport_name, scope)
+            except ResourceLimitExceeded as e:
+                log.debug("refusing connection from %s: %s", cc.remote_peer, e)
+
+        return handle
+
     # -- connections --------------------------------------------------------------------------------------------------
     def _live(self, peer: PeerId) -> list[Connection]:
         return [c for c in self._conns.get(peer, ()) if not c.is_closed()]
@@ -268,13 +349,19 @@ class Swarm:
         return best
 
     def _add_connection(
-        self, up: object, pipe: Pipe, direction: Direction, transport: str, scope: ConnectionScope
+        self,
+        up: object,
+        pipe: Pipe | CapableConnection,
+        direction: Direction,
+        transport: str,
+        scope: ConnectionScope,
     ) -> Connection:
         """Register an upgraded connection. Raises ResourceLimitExceeded (after closing it and releasing
         ``scope``) when the peer is over its connection limit."""
         from .upgrader import Upgraded
 
-        assert isinstance(up, Upgraded)
+        if not isinstance(up, Upgraded):  # a capable transport's connection (see CapableConnection)
+            up = cast("CapableConnection", up)
         s = up.session
         try:
             scope.set_peer(s.remote_peer)
@@ -535,8 +622,21 @@ class Swarm:
         if t is None:
             raise NoTransportForAddress(f"no transport for {addr}")
         scope = self.resources.open_connection(Direction.OUTBOUND)
+        if is_capable(t):
+            try:
+                cc = await t.dial(addr, peer)
+            except BaseException:
+                scope.done()
+                raise
+            if self._closed or not self.gater.allow_secured(
+                Direction.OUTBOUND, cc.remote_peer, cc.remote_addr
+            ):
+                scope.done()
+                cc.muxed.abort(None)
+                raise DialError("swarm closed during dial" if self._closed else f"gater refused {peer}")
+            return self._add_connection(cc, cc, Direction.OUTBOUND, t.name, scope)
         try:
-            pipe = await t.dial(addr)
+            pipe = await cast(Transport, t).dial(addr)
             up = await self.upgrader.upgrade(pipe, Direction.OUTBOUND, peer)
         except BaseException:
             scope.done()
