@@ -182,7 +182,7 @@ class QuicConnection:
         self._timer_at: float | None = None
         self._keepalive: asyncio.TimerHandle | None = None
         self._pings: dict[int, asyncio.Future[None]] = {}
-        self._stream_waiters: deque[asyncio.Future[None]] = deque()
+        self._stream_limit_seen = engine.inbound_stream_limit
         self.handshake: asyncio.Future[None] = self._loop.create_future()
         self.terminated = False  # the engine is done: the endpoint may forget this connection
 
@@ -232,21 +232,12 @@ class QuicConnection:
             callback(self._closed_exc)
 
     async def open_stream(self) -> MuxedStream:
-        while True:
-            if self._closed_exc is not None:
-                raise self._closed_exc
-            try:
-                sid = self.engine.get_next_available_stream_id()
-                self.engine.send_stream_data(sid, b"")  # may raise if the peer's MAX_STREAMS is used up
-            except ValueError:
-                sid = -1
-            if sid >= 0 and self.engine.has_stream(sid):
-                break
-            # blocked by the peer's stream limit: wait for MAX_STREAMS (checked after every datagram)
-            fut = self._loop.create_future()
-            self._stream_waiters.append(fut)
-            self.schedule_transmit()
-            await fut
+        """A new bidirectional stream. Beyond the peer's MAX_STREAMS it exists but stays blocked (its writes
+        wait) until the peer grants more: the caller's deadline bounds that wait."""
+        if self._closed_exc is not None:
+            raise self._closed_exc
+        sid = self.engine.get_next_available_stream_id()
+        self.engine.send_stream_data(sid, b"")  # creates the stream (announced with its first bytes)
         s = QuicStream(self, sid, Direction.OUTBOUND)
         self._streams[sid] = s
         return s
@@ -303,6 +294,11 @@ class QuicConnection:
         now = self._loop.time()
         self.endpoint.send_datagrams(self.engine.datagrams_to_send(now))
         self._process_events()  # sending may retire IDs or finish streams
+        limit = self.engine.inbound_stream_limit
+        if limit != self._stream_limit_seen:
+            # streams discarded while building packets raise MAX_STREAMS, which goes out on the next call
+            self._stream_limit_seen = limit
+            self.schedule_transmit()
         self._rearm_timer()
 
     def _rearm_timer(self) -> None:
@@ -383,7 +379,6 @@ class QuicConnection:
                 self._terminate(self._remote_close_error(ce))
             else:
                 self._wake_writers()
-                self._wake_stream_waiters()
 
     def _remote_close_error(self, ev: qe.ConnectionTerminated) -> ConnectionClosed:
         if ev.frame_type is None:  # APPLICATION_CLOSE: the libp2p code
@@ -428,12 +423,6 @@ class QuicConnection:
             if s._writable():
                 self._blocked_writers.discard(s)
                 s.wake_writer()
-
-    def _wake_stream_waiters(self) -> None:
-        while self._stream_waiters:
-            fut = self._stream_waiters.popleft()
-            if not fut.done():
-                fut.set_result(None)
 
     # -- used by streams -------------------------------------------------------------------------------------
     def _credit(self, sid: int, n: int) -> None:
@@ -482,7 +471,6 @@ class QuicConnection:
         for fut in self._pings.values():
             if not fut.done():
                 fut.set_exception(exc)
-        self._wake_stream_waiters()
         if self._close_cb is not None and not self._close_cb_done:
             self._close_cb_done = True
             self._close_cb(exc)

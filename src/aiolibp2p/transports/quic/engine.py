@@ -100,8 +100,11 @@ class Libp2pQuicEngine(QuicConnection):
         self.consumed: dict[int, int] = {}  # stream id -> bytes the application has read
         self.consumed_total = 0
         # max concurrent inbound bidi streams; no unidirectional streams (libp2p does not use them)
-        self._local_max_streams_bidi.value = config.max_inbound_streams
-        self._local_max_streams_uni.value = 0
+        for limit, value in (
+            (self._local_max_streams_bidi, config.max_inbound_streams),
+            (self._local_max_streams_uni, 0),
+        ):
+            limit.value = limit.sent = value
         if not self._is_client:
             first = self._host_cids[0]
             first.stateless_reset_token = reset_token_for(reset_key, first.cid)
@@ -134,6 +137,11 @@ class Libp2pQuicEngine(QuicConnection):
         """Bytes written to the stream and not yet acknowledged."""
         s = self._streams.get(stream_id)
         return 0 if s is None else len(s.sender._buffer)
+
+    @property
+    def inbound_stream_limit(self) -> int:
+        """How many bidirectional streams the peer may have opened in total (grows as streams finish)."""
+        return int(self._local_max_streams_bidi.value)
 
     def has_stream(self, stream_id: int) -> bool:
         return stream_id in self._streams
