@@ -213,7 +213,10 @@ async def test_stop_sending_fails_the_writer_with_its_code() -> None:
 
 
 async def test_inbound_stream_limit() -> None:
-    async with asyncio.timeout(15), pair(server_cfg=QuicConfig(max_inbound_streams=4)) as (server, _, client, _s):
+    async with (
+        asyncio.timeout(15),
+        pair(server_cfg=QuicConfig(max_inbound_streams=4)) as (server, _, client, _s),
+    ):
         streams = [await client.open_stream() for _ in range(6)]
         for s in streams:
             await s.write(b"x")
