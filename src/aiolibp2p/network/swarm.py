@@ -177,6 +177,31 @@ def rank_addrs(addrs: Iterable[Multiaddr]) -> list[Multiaddr]:
     return sorted(addrs, key=score)
 
 
+class _RaceState:
+    """Shared by the attempts of one happy-eyeballs race: how many connected sockets are upgrading."""
+
+    __slots__ = ("_waiters", "upgrading")
+
+    def __init__(self) -> None:
+        self.upgrading = 0
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def begin_upgrade(self) -> None:
+        self.upgrading += 1
+
+    def end_upgrade(self) -> None:
+        self.upgrading -= 1
+        waiters, self._waiters = self._waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
+
+    async def changed(self) -> None:
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        await fut
+
+
 class Swarm:
     def __init__(
         self,
@@ -578,12 +603,17 @@ class Swarm:
         are cancelled (their half-made connections aborted, so the listener sees them go)."""
         sem = asyncio.Semaphore(self.config.max_parallel_dials)
         stagger = self.config.dial_addr_stagger
+        race = _RaceState()
 
         async def attempt(i: int, addr: Multiaddr) -> Connection:
             if i:
                 await asyncio.sleep(stagger * i)
+                # As go does: while an earlier address is connected and upgrading, do not start another one;
+                # on a loaded machine that would only make duplicate connections.
+                while race.upgrading:
+                    await race.changed()
             async with sem:
-                return await self._dial_addr(peer, addr)
+                return await self._dial_addr(peer, addr, race)
 
         tasks = [asyncio.ensure_future(attempt(i, a)) for i, a in enumerate(ranked)]
         addr_of = {t: a for t, a in zip(tasks, ranked, strict=True)}
@@ -617,7 +647,7 @@ class Swarm:
         self._backoff.clear(peer)
         return winner
 
-    async def _dial_addr(self, peer: PeerId, addr: Multiaddr) -> Connection:
+    async def _dial_addr(self, peer: PeerId, addr: Multiaddr, race: _RaceState | None = None) -> Connection:
         t = self._transport_for(addr, listen=False)
         if t is None:
             raise NoTransportForAddress(f"no transport for {addr}")
@@ -637,7 +667,13 @@ class Swarm:
             return self._add_connection(cc, cc, Direction.OUTBOUND, t.name, scope)
         try:
             pipe = await cast(Transport, t).dial(addr)
-            up = await self.upgrader.upgrade(pipe, Direction.OUTBOUND, peer)
+            if race is not None:
+                race.begin_upgrade()
+            try:
+                up = await self.upgrader.upgrade(pipe, Direction.OUTBOUND, peer)
+            finally:
+                if race is not None:
+                    race.end_upgrade()
         except BaseException:
             scope.done()
             raise
