@@ -183,6 +183,7 @@ class QuicConnection:
         self._keepalive: asyncio.TimerHandle | None = None
         self._pings: dict[int, asyncio.Future[None]] = {}
         self._stream_limit_seen = engine.inbound_stream_limit
+        self._peer_cids_seen: tuple[int, int] = (0, 0)
         self.handshake: asyncio.Future[None] = self._loop.create_future()
         self.terminated = False  # the engine is done: the endpoint may forget this connection
 
@@ -369,7 +370,10 @@ class QuicConnection:
                 self.endpoint.unroute(event.connection_id, self)
             elif isinstance(event, qe.ConnectionTerminated):
                 self._on_engine_terminated(event)
-        self.endpoint.learn_reset_tokens(self)
+        version = engine.peer_cids_version()
+        if version != self._peer_cids_seen:
+            self._peer_cids_seen = version
+            self.endpoint.learn_reset_tokens(self)
         if not self.handshake.done() and engine.handshake_done and self._closed_exc is None:
             self.handshake.set_result(None)
         if self._closed_exc is None:

@@ -128,6 +128,10 @@ class Libp2pQuicEngine(QuicConnection):
     def host_connection_ids(self) -> list[bytes]:
         return [c.cid for c in self._host_cids]
 
+    def peer_cids_version(self) -> tuple[int, int]:
+        """Changes whenever the peer's connection IDs (and so its reset tokens) may have changed."""
+        return (id(self._peer_cid), len(self._peer_cid_available))
+
     def peer_reset_tokens(self) -> list[bytes]:
         tokens = [self._peer_cid.stateless_reset_token]
         tokens += [c.stateless_reset_token for c in self._peer_cid_available]
