@@ -1,0 +1,189 @@
+"""The QUIC engine without sockets: two ``Libp2pQuicEngine``s back to back in memory on a fake clock
+(mutual libp2p certificates inside the handshake, refusals as TLS alerts, read-paced receive windows,
+derived stateless reset tokens), plus address parsing and settings."""
+
+from __future__ import annotations
+
+from aioquic._buffer import Buffer
+from aioquic.quic import events as qe
+from aioquic.quic.packet import pull_quic_header
+
+from aiolibp2p.crypto.keys import generate_key_pair
+from aiolibp2p.crypto.peer_id import PeerId
+from aiolibp2p.exceptions import CertificateError, MultiaddrError, PeerIdMismatch
+from aiolibp2p.multiaddr import Multiaddr
+from aiolibp2p.security.tls.certificate import TlsCertificate
+from aiolibp2p.transports.quic import QuicConfig, parse_quic_multiaddr
+from aiolibp2p.transports.quic.engine import (
+    Libp2pQuicEngine,
+    make_configuration,
+    reset_token_for,
+    stateless_reset_key,
+)
+
+CLIENT_ADDR = ("127.0.0.1", 1111)
+SERVER_ADDR = ("127.0.0.1", 2222)
+CFG = QuicConfig()
+
+
+class Pair:
+    def __init__(
+        self,
+        *,
+        expected: PeerId | None = None,
+        client_cert: TlsCertificate | None = None,
+        cfg: QuicConfig = CFG,
+    ) -> None:
+        self.ks, self.kc = generate_key_pair(), generate_key_pair()
+        self.now = 0.0
+        self.reset_key = stateless_reset_key(self.ks)
+        cc = make_configuration(client_cert or TlsCertificate.generate(self.kc), cfg, is_client=True)
+        self.client = Libp2pQuicEngine(
+            configuration=cc, config=cfg, reset_key=stateless_reset_key(self.kc), expected_peer=expected
+        )
+        self.client.connect(SERVER_ADDR, self.now)
+        first = self.client.datagrams_to_send(self.now)
+        header = pull_quic_header(Buffer(data=first[0][0]), host_cid_length=cfg.connection_id_length)
+        sc = make_configuration(TlsCertificate.generate(self.ks), cfg, is_client=False)
+        self.server = Libp2pQuicEngine(
+            configuration=sc,
+            config=cfg,
+            reset_key=self.reset_key,
+            original_destination_connection_id=header.destination_cid,
+        )
+        for data, _ in first:
+            self.server.receive_datagram(data, CLIENT_ADDR, self.now)
+        self.pump()
+
+    def pump(self, rounds: int = 100) -> None:
+        for _ in range(rounds):
+            self.now += 0.001
+            moved = False
+            for src, dst, addr in (
+                (self.server, self.client, SERVER_ADDR),
+                (self.client, self.server, CLIENT_ADDR),
+            ):
+                for data, _ in src.datagrams_to_send(self.now):
+                    dst.receive_datagram(data, addr, self.now)
+                    moved = True
+            if not moved:
+                return
+
+    @staticmethod
+    def events(engine: Libp2pQuicEngine) -> list[qe.QuicEvent]:
+        out = []
+        while (e := engine.next_event()) is not None:
+            out.append(e)
+        return out
+
+
+def test_mutual_authentication_yields_both_peer_ids() -> None:
+    p = Pair()
+    assert p.client.handshake_done and p.server.handshake_done
+    assert p.client.remote_peer == PeerId.from_public_key(p.ks.public_key)
+    assert p.server.remote_peer == PeerId.from_public_key(p.kc.public_key)
+    assert p.client.auth_error is None and p.server.auth_error is None
+    assert any(
+        isinstance(e, qe.HandshakeCompleted) and e.alpn_protocol == "libp2p" for e in p.events(p.server)
+    )
+
+
+def test_expected_peer_mismatch_aborts_the_handshake_with_an_alert() -> None:
+    other = PeerId.from_public_key(generate_key_pair().public_key)
+    p = Pair(expected=other)
+    assert isinstance(p.client.auth_error, PeerIdMismatch)
+    assert not p.client.handshake_done and not p.server.handshake_done
+    p.now += 10
+    p.server.handle_timer(p.now)
+    assert any(isinstance(e, qe.ConnectionTerminated) for e in p.events(p.server))
+    assert p.server.close_event is not None
+    assert p.server.close_event.error_code == 0x100 + 42  # CRYPTO_ERROR(bad_certificate)
+
+
+def test_server_refuses_a_certificate_whose_extension_signs_another_key() -> None:
+    good = TlsCertificate.generate(generate_key_pair())
+    forged = TlsCertificate(
+        TlsCertificate.generate(generate_key_pair()).private_key, good.certificate, good.der
+    )
+    p = Pair(client_cert=forged)
+    # the CertificateVerify signature (by a key that is not the certificate's) already fails inside aioquic
+    assert not p.server.handshake_done
+    assert p.server.remote_peer is None
+
+
+def test_server_refuses_a_certificate_without_the_libp2p_extension() -> None:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "plain")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    plain = TlsCertificate(key, cert, cert.public_bytes(serialization.Encoding.DER))
+    p = Pair(client_cert=plain)
+    assert isinstance(p.server.auth_error, CertificateError)
+    assert not p.server.handshake_done
+    assert p.server.close_event is not None and p.server.close_event.error_code == 0x100 + 42
+
+
+def test_receive_window_follows_what_the_application_reads() -> None:
+    cfg = QuicConfig(stream_receive_window=64 * 1024, connection_receive_window=256 * 1024)
+    p = Pair(cfg=cfg)
+    sid = p.client.get_next_available_stream_id()
+    p.client.send_stream_data(sid, b"x" * (1024 * 1024))
+    for _ in range(20):
+        p.pump()
+        p.now += 0.5
+        p.client.handle_timer(p.now)
+    received = sum(len(e.data) for e in p.events(p.server) if isinstance(e, qe.StreamDataReceived))
+    assert received == 64 * 1024  # aioquic alone would have doubled the window as data arrived
+    p.server.consumed[sid] = received  # the application read it all
+    p.server.consumed_total = received
+    p.pump()
+    more = sum(len(e.data) for e in p.events(p.server) if isinstance(e, qe.StreamDataReceived))
+    assert more == 64 * 1024
+
+
+def test_stateless_reset_tokens_are_derived_from_the_host_key_and_cid() -> None:
+    p = Pair()
+    tokens = {c.cid: c.stateless_reset_token for c in p.server._host_cids}
+    assert len(tokens) > 1  # the initial one and the NEW_CONNECTION_ID ones
+    for cid, token in tokens.items():
+        assert token == reset_token_for(p.reset_key, cid)
+    assert set(p.client.peer_reset_tokens()) <= set(tokens.values())
+    assert stateless_reset_key(p.ks) == p.reset_key  # stable across restarts
+    assert stateless_reset_key(generate_key_pair()) != p.reset_key
+
+
+def test_stream_limits_advertised() -> None:
+    p = Pair(cfg=QuicConfig(max_inbound_streams=3))
+    assert p.client._remote_max_streams_bidi == 3
+    assert p.client._remote_max_streams_uni == 0
+
+
+def test_addresses_and_settings() -> None:
+    assert parse_quic_multiaddr(Multiaddr("/ip4/127.0.0.1/udp/4001/quic-v1")) == ("127.0.0.1", 4001)
+    pid = PeerId.from_public_key(generate_key_pair().public_key)
+    assert parse_quic_multiaddr(Multiaddr(f"/ip6/::1/udp/5/quic-v1/p2p/{pid}")) == ("::1", 5)
+    for bad in ("/ip4/1.2.3.4/udp/1/quic", "/ip4/1.2.3.4/tcp/1", "/ip4/1.2.3.4/udp/1/quic-v1/webtransport"):
+        try:
+            parse_quic_multiaddr(Multiaddr(bad))
+        except MultiaddrError:
+            continue
+        raise AssertionError(f"{bad} accepted")
+    assert QuicConfig().effective_idle_timeout == 30.0
+    assert QuicConfig(keep_alive_interval=1.0).effective_idle_timeout == 2.0
+    assert QuicConfig(idle_timeout=5.0).effective_idle_timeout == 5.0
