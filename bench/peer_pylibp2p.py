@@ -3,7 +3,7 @@
 Runs in its own venv (``bench/.venv-py-libp2p``, made by run.py). Same commands, arguments and JSON output
 as ``bench/peer_aiolibp2p.py``; stack TCP + Noise + yamux; the server uses py-libp2p's own ``PerfService``
 (with 256 KiB writes, like the other two) and its default ``/ipfs/ping/1.0.0`` handler. Connection limits are
-raised (``ConnectionConfig``) so the listener may hold every benchmark connection.
+raised (``ConnectionConfig``, the resource manager's ``ConnectionLimits``) so the listener may hold every benchmark connection.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from libp2p.network.config import ConnectionConfig
 from libp2p.network.stream.exceptions import StreamEOF
 from libp2p.peer.peerinfo import info_from_p2p_addr
 from libp2p.perf import PROTOCOL_NAME, PerfService
+from libp2p.rcmgr import new_resource_manager
+from libp2p.rcmgr.connection_limits import ConnectionLimits
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 
@@ -59,6 +61,17 @@ def make_host(listen: bool):  # type: ignore[no-untyped-def]
         muxer_opt=create_yamux_muxer_option(),
         listen_addrs=addrs,
         connection_config=cfg,
+        # the resource manager's default caps established inbound connections at 256
+        resource_manager=new_resource_manager(
+            connection_limits=ConnectionLimits(
+                max_pending_inbound=1024,
+                max_pending_outbound=1024,
+                max_established_inbound=5000,
+                max_established_outbound=5000,
+                max_established_per_peer=8,
+                max_established_total=10000,
+            )
+        ),
     )
     return host, addrs
 
