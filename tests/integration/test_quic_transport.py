@@ -385,3 +385,30 @@ class UdpRelay(asyncio.DatagramProtocol):
         if self._transport is not None:
             self._transport.close()
             self._transport = None
+
+
+async def test_ipv6_loopback_and_dialing_from_the_listening_socket() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    a, b = QuicTransport(generate_key_pair()), QuicTransport(generate_key_pair())
+    sa, sb = Server(a), Server(b)
+    try:
+        la = await a.listen(Multiaddr("/ip6/::1/udp/0/quic-v1"), sa.handle)
+        lb = await b.listen(Multiaddr("/ip6/::1/udp/0/quic-v1"), sb.handle)
+    except OSError:
+        pytest.skip("IPv6 loopback unavailable")
+    try:
+        async with asyncio.timeout(10):
+            conn = await b.dial(la.listen_addrs[0], a.local_peer)
+            inbound = await sa.conns.get()
+            # b dialed from its listening socket, so a sees b's listen port
+            assert inbound.remote_addr == lb.listen_addrs[0]
+            s = await conn.open_stream()
+            await s.write(b"v6")
+            await s.close_write()
+            assert await read_until_eof(await sa.streams.get()) == b"v6"
+    finally:
+        await la.close()
+        await lb.close()
+        await a.close()
+        await b.close()
