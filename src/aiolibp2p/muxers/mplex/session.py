@@ -73,7 +73,7 @@ class MplexStream(BufferedStream):
         if self._error is not None:
             return
         self._session._send_reset(self)
-        self.fail(StreamReset("stream reset locally", remote=False))
+        self.fail(StreamReset("stream reset locally", code=code, remote=False))
 
 
 class MplexSession:

@@ -30,6 +30,10 @@ class TcpConfig:
     write_high_water: int = 1024 * 1024
     """Send-buffer size above which :meth:`TcpPipe.drain` waits."""
     write_low_water: int = 256 * 1024
+    close_linger: float = 2.0
+    """Seconds ``close()`` keeps reading (and discarding) after its FIN, waiting for the peer's FIN. Closing
+    a socket with unread input makes the kernel send an RST, which the peer reports as a connection error
+    (and which can destroy our last frames, a GoAway, in its receive queue)."""
 
 
 def sockaddr_to_multiaddr(sockaddr: tuple[object, ...] | None) -> Multiaddr | None:
@@ -51,6 +55,7 @@ class TcpPipe(asyncio.Protocol):
         "_config",
         "_drain_waiters",
         "_eof",
+        "_linger",
         "_local_addr",
         "_lost",
         "_lost_exc",
@@ -75,6 +80,7 @@ class TcpPipe(asyncio.Protocol):
         self._closed = False
         self._write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
+        self._linger: asyncio.TimerHandle | None = None
         self._local_addr: Multiaddr | None = None
         self._remote_addr: Multiaddr | None = None
 
@@ -117,6 +123,9 @@ class TcpPipe(asyncio.Protocol):
         self._lost = True
         self._lost_exc = exc
         self._closed = True
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
         self._wake_drainers(exc)
         if self._receiver is not None:
             self._receiver.pipe_connection_lost(exc)
@@ -168,8 +177,21 @@ class TcpPipe(asyncio.Protocol):
         if self._closed:
             return
         self._closed = True
-        if self._transport is not None:
-            self._transport.close()
+        t = self._transport
+        if t is None:
+            return
+        if self._eof or self._lost or self._config.close_linger <= 0 or not t.can_write_eof():
+            t.close()
+            return
+        # Lingering close: FIN after the queued bytes, then read (input goes to the closed receiver, which
+        # drops it) until the peer's FIN closes the transport, or close_linger runs out.
+        try:
+            t.write_eof()
+            t.resume_reading()
+        except (OSError, RuntimeError):
+            t.close()
+            return
+        self._linger = asyncio.get_running_loop().call_later(self._config.close_linger, t.abort)
 
     def abort(self) -> None:
         if self._transport is not None and not self._lost:
