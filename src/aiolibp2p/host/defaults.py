@@ -8,12 +8,14 @@ from ..network.swarm import SwarmConfig
 from ..network.upgrader import UpgraderConfig
 
 AGENT_VERSION = "aiolibp2p/0.1.0"
-DEFAULT_LISTEN_ADDRS = ("/ip4/127.0.0.1/tcp/0",)
-DEFAULT_SECURITY = ("noise",)
-"""Security protocols in preference order: ``noise`` (``/noise``), ``plaintext`` (``/plaintext/2.0.0``, tests
-only)."""
+DEFAULT_LISTEN_ADDRS = ("/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1")
+"""A host listens on TCP and QUIC (loopback unless told otherwise); pass ``listen=`` to choose."""
+DEFAULT_SECURITY = ("noise", "tls")
+"""Security protocols in preference order: ``noise`` (``/noise``), ``tls`` (``/tls/1.0.0``), ``plaintext``
+(``/plaintext/2.0.0``, tests only)."""
 DEFAULT_MUXERS = ("/yamux/1.0.0", "/mplex/6.7.0")
-DEFAULT_TRANSPORTS = ("tcp", "memory")
+DEFAULT_TRANSPORTS = ("quic", "tcp", "websocket", "memory")
+"""Dialable transports; dials rank QUIC first, then TCP, then WebSocket (``network.swarm.rank_addrs``)."""
 
 SWARM = SwarmConfig()
 UPGRADER = UpgraderConfig()

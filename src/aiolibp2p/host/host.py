@@ -79,15 +79,17 @@ def _make_muxers(
     return out
 
 
-def _make_transports(names: Sequence[str | AnyTransport], key: PrivateKey) -> list[AnyTransport]:
+def _make_transports(
+    names: Sequence[str | AnyTransport], key: PrivateKey, keepalive_interval: float
+) -> list[AnyTransport]:
     out: list[AnyTransport] = []
     for n in names:
         if not isinstance(n, str):
             out.append(n)
         elif n in ("quic", "quic-v1"):
-            from ..transports.quic import QuicTransport
+            from ..transports.quic import QuicConfig, QuicTransport
 
-            out.append(QuicTransport(key))
+            out.append(QuicTransport(key, QuicConfig(keep_alive_interval=keepalive_interval)))
         elif n == "tcp":
             from ..transports.tcp import TcpTransport
 
@@ -143,7 +145,7 @@ class Host:
         self.upgrader = Upgrader(sec, mux, upgrader_config or defaults.UPGRADER, self.gater)
         self.swarm = Swarm(
             LocalIdentity(self.private_key, self.peer_id),
-            _make_transports(transports or defaults.DEFAULT_TRANSPORTS, self.private_key),
+            _make_transports(transports or defaults.DEFAULT_TRANSPORTS, self.private_key, keepalive_interval),
             self.upgrader,
             self.peerstore,
             self.bus,
