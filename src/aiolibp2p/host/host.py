@@ -132,6 +132,7 @@ class Host:
     ) -> None:
         self.private_key = key or generate_key_pair()
         self.peer_id = PeerId.from_public_key(self.private_key.public_key)
+        self._listen_is_default = listen is None
         self._listen_requested = [
             Multiaddr(a) if isinstance(a, str) else a
             for a in (defaults.DEFAULT_LISTEN_ADDRS if listen is None else listen)
@@ -169,8 +170,12 @@ class Host:
         self.identify_service.start()
         self.ping_service.start()
         try:
-            if self._listen_requested:
-                await self.swarm.listen(self._listen_requested)
+            addrs = self._listen_requested
+            if self._listen_is_default:
+                # The defaults name several transports; listen on those this host was given.
+                addrs = [a for a in addrs if any(t.can_listen(a) for t in self.swarm.transports)]
+            if addrs:
+                await self.swarm.listen(addrs)
         except BaseException:
             await self.close()
             raise

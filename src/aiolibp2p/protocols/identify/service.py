@@ -288,7 +288,10 @@ class IdentifyService:
 
     async def _push_to(self, peer: PeerId) -> None:
         try:
-            s = await self.host.new_stream(peer, [PUSH_PROTOCOL_ID], timeout=self.timeout)
+            # Push only over existing connections (as go does): a peer that just went away is not redialed.
+            s = await self.host.swarm.new_stream(
+                peer, [PUSH_PROTOCOL_ID], timeout=self.timeout, allow_dial=False
+            )
             conn = s.conn
             await s.write(self._encode_response(self.build_message(conn)), timeout=self.timeout)
             await s.close()
