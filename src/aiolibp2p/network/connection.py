@@ -189,6 +189,8 @@ class Connection:
         self.identified = asyncio.Event()
         self.streams: set[Stream] = set()
         self.close_cause: str | None = None
+        self.close_code = 0
+        """The error code the connection was closed with, where the transport carried one."""
         self.scope: ConnectionScope | None = None
         self.negotiating = 0
         """Inbound streams still negotiating their protocol."""
@@ -219,7 +221,9 @@ class Connection:
         from ..multistream import select_protocol
 
         if self.is_closed():
-            raise ConnectionClosed(f"connection {self.id} is closed", cause=self.close_cause or "closed")
+            raise ConnectionClosed(
+                f"connection {self.id} is closed", cause=self.close_cause or "closed", code=self.close_code
+            )
         ms: MuxedStream | None = None
         try:
             async with asyncio.timeout(timeout):

@@ -429,6 +429,8 @@ class Swarm:
             or (getattr(exc, "cause", None) if exc is not None else None)
             or ("error" if exc is not None and not isinstance(exc, ConnectionClosed) else "remote-closed")
         )
+        if isinstance(exc, ConnectionClosed):
+            conn.close_code = exc.code
         conn._mark_closed(cause)
         if conn.scope is not None:
             conn.scope.done()
