@@ -49,18 +49,37 @@ class PingService:
             await stream.reset()
             return
         self._inbound[peer] = n + 1
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        handle: asyncio.TimerHandle | None = None
+
+        # One timer per stream instead of a deadline per read (this loop is the whole ping hot path): an idle
+        # stream is reset, which ends the read below with StreamReset.
+        def watchdog() -> None:
+            nonlocal handle
+            left = last + INBOUND_IDLE_TIMEOUT - loop.time()
+            if left > 0:
+                handle = loop.call_later(left, watchdog)
+            else:
+                handle = None
+                self.host._track(asyncio.ensure_future(stream.reset()))
+
+        handle = loop.call_later(INBOUND_IDLE_TIMEOUT, watchdog)
         try:
             while True:
                 try:
-                    data = await stream.readexactly(PING_SIZE, timeout=INBOUND_IDLE_TIMEOUT)
-                except (asyncio.IncompleteReadError, DeadlineExceeded):
+                    data = await stream.readexactly(PING_SIZE)
+                except asyncio.IncompleteReadError:
                     break
+                last = loop.time()
                 await stream.write(data)
             await stream.close()
         except Libp2pError as e:
             log.debug("inbound ping stream from %s ended: %r", peer, e)
             await stream.reset()
         finally:
+            if handle is not None:
+                handle.cancel()
             left = self._inbound.get(peer, 1) - 1
             if left <= 0:
                 self._inbound.pop(peer, None)
