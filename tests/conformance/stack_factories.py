@@ -97,6 +97,9 @@ class StackFactory:
     stream_flow_control: bool = True
     """A writer blocks once a non-reading peer's stream window is full (mplex has none: it resets a stream
     whose reader falls ``max_stream_buffer`` behind)."""
+    refuses_excess_streams: bool = True
+    """Streams beyond the remote's limit are refused with a reset (muxers); QUIC makes them wait for
+    MAX_STREAMS credit instead."""
     keepalive: bool = True
     """The connection pings an idle peer and ends when it does not answer (mplex has no ping)."""
     options: Callable[[StackFactory, HostSpec], dict[str, Any]] = _muxed_options
@@ -135,6 +138,59 @@ STACKS: list[StackFactory] = [
     )
 ]
 """Every stack the conformance suite runs over. Add QUIC/WebSocket/TLS/WebRTC here."""
+
+
+def _quic_options(stack: StackFactory, spec: HostSpec) -> dict[str, Any]:
+    """QUIC secures and multiplexes by itself: its stream limit and keep-alive live in QuicConfig."""
+    from aiolibp2p.crypto.keys import generate_key_pair
+    from aiolibp2p.transports.quic import QuicConfig, QuicTransport
+
+    key = generate_key_pair()
+    cfg: dict[str, Any] = {}
+    if spec.max_inbound_streams is not None:
+        cfg["max_inbound_streams"] = spec.max_inbound_streams
+    if spec.keepalive is not None:
+        cfg["keep_alive_interval"] = spec.keepalive[0]
+        cfg["idle_timeout"] = spec.keepalive[0] + spec.keepalive[1]
+    return {"key": key, "transports": [QuicTransport(key, QuicConfig(**cfg))]}
+
+
+STACKS += [
+    StackFactory(
+        name="tcp-tls-yamux",
+        transport="tcp",
+        listen_addr="/ip4/127.0.0.1/tcp/0",
+        security="tls",
+        muxer="/yamux/1.0.0",
+        carries_conn_close_code=True,
+    ),
+    StackFactory(
+        name="tcp-tls-mplex",
+        transport="tcp",
+        listen_addr="/ip4/127.0.0.1/tcp/0",
+        security="tls",
+        muxer="/mplex/6.7.0",
+        stream_flow_control=False,
+        keepalive=False,
+    ),
+    StackFactory(
+        name="ws-noise-yamux",
+        transport="websocket",
+        listen_addr="/ip4/127.0.0.1/tcp/0/ws",
+        security="noise",
+        muxer="/yamux/1.0.0",
+        carries_conn_close_code=True,
+    ),
+    StackFactory(
+        name="quic",
+        transport="quic",
+        listen_addr="/ip4/127.0.0.1/udp/0/quic-v1",
+        carries_stream_reset_code=True,
+        carries_conn_close_code=True,
+        refuses_excess_streams=False,
+        options=_quic_options,
+    ),
+]
 
 
 def stack_params(pred: Callable[[StackFactory], bool] = lambda s: True) -> list[Any]:

@@ -112,8 +112,8 @@ async def test_many_concurrent_streams(stack: StackFactory) -> None:
 @pytest.mark.parametrize("stack", ALL)
 async def test_more_streams_than_the_limit(stack: StackFactory) -> None:
     """1,024 stream attempts, 64 at a time, against an inbound limit of 16 streams per connection: the excess
-    is refused cleanly (a reset, never a hang or a timeout), refused workers retry after 50 ms, all 1,024
-    finish, and the one connection survives."""
+    is refused cleanly (a reset, never a hang or a timeout) — or, on QUIC, waits for stream credit —, refused
+    workers retry after 50 ms, all 1,024 finish, and the one connection survives."""
     attempts, workers, limit = 1024, 64, 16
     async with (
         asyncio.timeout(40),
@@ -163,7 +163,10 @@ async def test_more_streams_than_the_limit(stack: StackFactory) -> None:
 
         await asyncio.gather(*(worker() for _ in range(workers)))
         assert len(done) == attempts
-        assert refusals, "the limit never refused a stream"
+        if stack.refuses_excess_streams:
+            assert refusals, "the limit never refused a stream"
+        else:  # QUIC: MAX_STREAMS credit makes the excess wait for a slot instead of being refused
+            assert not refusals, refusals[:3]
         assert peak <= limit
         (conn,) = cli.connections(peer)
         assert not conn.is_closed()
@@ -487,4 +490,5 @@ async def test_connection_close_error_code(stack: StackFactory, closer: str) -> 
         if not stack.carries_conn_close_code:
             pytest.skip(f"{stack.muxer} carries no connection error code (the remote saw {codes})")
         assert codes == [42, 42]
-        assert remote_events[0].cause == "remote-goaway"
+        # yamux reports the GoAway that carried the code; QUIC its CONNECTION_CLOSE
+        assert remote_events[0].cause in ("remote-goaway", "remote-closed")
