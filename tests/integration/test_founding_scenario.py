@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 import aiolibp2p
 from aiolibp2p.multiaddr import Multiaddr
 from aiolibp2p.network import events as ev
@@ -34,11 +36,22 @@ async def _wait_for(pred: object, timeout: float) -> float:
     return time.monotonic() - t0
 
 
-async def test_dialer_closes_one_of_two_connections() -> None:
+LISTEN = {
+    "tcp": "/ip4/{ip}/tcp/0",
+    "quic": "/ip4/{ip}/udp/0/quic-v1",
+    "websocket": "/ip4/{ip}/tcp/0/ws",
+}
+
+
+@pytest.mark.parametrize("transport", list(LISTEN))
+async def test_dialer_closes_one_of_two_connections(transport: str) -> None:
+    addr = LISTEN[transport]
     async with asyncio.timeout(30):
         async with (
-            aiolibp2p.new_host(listen=["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.2/tcp/0"]) as a,
-            aiolibp2p.new_host(listen=["/ip4/127.0.0.1/tcp/0"]) as b,
+            aiolibp2p.new_host(
+                listen=[addr.format(ip="127.0.0.1"), addr.format(ip="127.0.0.2")], transports=[transport]
+            ) as a,
+            aiolibp2p.new_host(listen=[addr.format(ip="127.0.0.1")], transports=[transport]) as b,
         ):
             a.set_stream_handler(ECHO, handle_echo)
             b.set_stream_handler(ECHO, handle_echo)
