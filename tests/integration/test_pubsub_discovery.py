@@ -26,7 +26,8 @@ from pathlib import Path
 import pytest
 
 import aiolibp2p
-from aiolibp2p.discovery import MemoryDiscovery, MemoryDiscoveryServer
+from aiolibp2p.discovery import Discovery, MemoryDiscovery, MemoryDiscoveryServer
+from aiolibp2p.discovery.rendezvous import RendezvousClient, RendezvousLimits, RendezvousServer
 from aiolibp2p.exceptions import Libp2pError
 from aiolibp2p.pubsub import PubSub, floodsub, gossipsub
 
@@ -56,13 +57,34 @@ async def _wait_until(pred: object, timeout: float, what: str) -> None:
         raise AssertionError(f"timed out after {timeout} s waiting for {what}") from None
 
 
-async def run_discovery_scenario(router: str, *, seed: int | None = None) -> ScenarioResult:
+async def run_discovery_scenario(
+    router: str, *, seed: int | None = None, via: str = "memory"
+) -> ScenarioResult:
+    """``via``: "memory" (go's mock discovery server) or "rendezvous" (a rendezvous point host)."""
     rng = random.Random(seed)
     make = floodsub if router == "floodsub" else gossipsub
     server = MemoryDiscoveryServer(rng=random.Random(rng.random()))
     t0 = time.monotonic()
     result = ScenarioResult(router, False, 0.0)
     async with contextlib.AsyncExitStack() as stack:
+        rendezvous: RendezvousServer | None = None
+        if via == "rendezvous":
+            point = await stack.enter_async_context(
+                aiolibp2p.new_host(listen=["/ip4/127.0.0.1/tcp/0"], transports=["tcp"])
+            )
+            rendezvous = RendezvousServer(point, RendezvousLimits(min_ttl=60))
+            rendezvous.start()
+
+        def discovery_for(h: aiolibp2p.Host) -> Discovery:
+            if rendezvous is None:
+                return MemoryDiscovery(h, server)
+            return RendezvousClient(h, rendezvous.host.peer_id, addrs=rendezvous.host.listen_addrs)
+
+        def advertised() -> int:
+            if rendezvous is None:
+                return server.count(NAMESPACE)
+            return len(rendezvous.registry.registrations(NAMESPACE))
+
         hosts = [
             aiolibp2p.new_host(listen=["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.2/tcp/0"], transports=["tcp"])
             for _ in range(NUM_HOSTS)
@@ -73,15 +95,16 @@ async def run_discovery_scenario(router: str, *, seed: int | None = None) -> Sce
 
         stack.push_async_callback(close_all)
         await asyncio.gather(*(h.start() for h in hosts))
-        pubsubs: list[PubSub] = [await make(h, discovery=MemoryDiscovery(h, server)) for h in hosts]
+        pubsubs: list[PubSub] = [await make(h, discovery=discovery_for(h)) for h in hosts]
         for ps in pubsubs:
             stack.push_async_callback(ps.close)
         async with asyncio.timeout(SCENARIO_TIMEOUT):
             topics = [await ps.join(TOPIC) for ps in pubsubs]
             subs = {i: await topics[i].subscribe() for i in range(1, NUM_HOSTS)}
-            await _wait_until(lambda: server.count(NAMESPACE) == NUM_HOSTS - 1, 10, "19 advertisements")
-            for h in hosts[1:]:
-                assert server.has_peer_record(NAMESPACE, h.peer_id)
+            await _wait_until(lambda: advertised() == NUM_HOSTS - 1, 10, "19 advertisements")
+            if rendezvous is None:
+                for h in hosts[1:]:
+                    assert server.has_peer_record(NAMESPACE, h.peer_id)
             subs[0] = await topics[0].subscribe()
             t_ready = time.monotonic()
             await topics[0].publish(b"first message", min_peers=NUM_HOSTS - 1, timeout=10)
@@ -110,6 +133,13 @@ async def test_simple_discovery(router: str) -> None:
     result = await run_discovery_scenario(router)
     assert result.ok
     assert result.seconds < SCENARIO_TIMEOUT + 5  # +5: closing 20 hosts happens outside the bound
+
+
+async def test_simple_discovery_via_rendezvous() -> None:
+    """The same scenario with a rendezvous point (``/rendezvous/1.0.0``) as the discovery service."""
+    result = await run_discovery_scenario("gossipsub", via="rendezvous")
+    assert result.ok
+    assert result.seconds < SCENARIO_TIMEOUT + 5
 
 
 @pytest.mark.stress
