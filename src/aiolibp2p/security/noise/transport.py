@@ -13,15 +13,15 @@ fills.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from ...core.interfaces import SecureSession
-from ...core.pipe import Pipe, PipeReader, PipeReceiver
+from ...core.pipe import Pipe, PipeReader
 from ...exceptions import ConnectionClosed, CryptoError, DeadlineExceeded, DecodeError, Libp2pError
+from ..secure_pipe import MAX_UNDELIVERED, SecurePipe
 from .framing import (
     FRAME_HEADER_LEN,
     MAX_PLAINTEXT,
@@ -40,10 +40,9 @@ __all__ = ["DEFAULT_HANDSHAKE_TIMEOUT", "MAX_UNDELIVERED", "PROTOCOL_ID", "Noise
 
 PROTOCOL_ID: Final = "/noise"
 DEFAULT_HANDSHAKE_TIMEOUT: Final = 10.0  # seconds for the three handshake messages
-MAX_UNDELIVERED: Final = 1024 * 1024  # plaintext held while no receiver is set; beyond it reading pauses
 
 
-class NoisePipe:
+class NoisePipe(SecurePipe):
     """A :class:`~aiolibp2p.core.pipe.Pipe` of plaintext over a raw pipe carrying Noise transport frames.
 
     Install it with ``reader.hand_over(noise_pipe)`` so bytes the handshake reader already holds are kept.
@@ -51,92 +50,14 @@ class NoisePipe:
     ``pipe_connection_lost(DecodeError)``.
     """
 
-    __slots__ = (
-        "_backlog",
-        "_backlog_bytes",
-        "_backlog_paused",
-        "_closing",
-        "_decoder",
-        "_encoder",
-        "_eof",
-        "_error",
-        "_flush_handle",
-        "_loop",
-        "_lost",
-        "_lost_exc",
-        "_lost_reported",
-        "_pending",
-        "_raw",
-        "_receiver",
-    )
+    __slots__ = ("_decoder", "_encoder")
+
+    _label = "Noise"
 
     def __init__(self, raw: Pipe, send_cipher: CipherState, recv_cipher: CipherState) -> None:
-        self._raw = raw
+        super().__init__(raw)
         self._encoder = NoiseFrameEncoder(send_cipher)
         self._decoder = NoiseFrameDecoder(recv_cipher)
-        self._loop = asyncio.get_running_loop()
-        self._receiver: PipeReceiver | None = None
-        self._backlog: deque[bytes] = deque()
-        self._backlog_bytes = 0
-        self._backlog_paused = False
-        self._pending = bytearray()  # plaintext written this loop iteration, < MAX_PLAINTEXT bytes
-        self._flush_handle: asyncio.Handle | None = None
-        self._closing = False
-        self._eof = False
-        self._lost = False
-        self._lost_reported = False
-        self._lost_exc: BaseException | None = None
-        self._error: BaseException | None = None
-
-    # -- Pipe: addresses and state ---------------------------------------------------------------------
-    @property
-    def raw_pipe(self) -> Pipe:
-        return self._raw
-
-    @property
-    def local_addr(self) -> object | None:
-        return self._raw.local_addr
-
-    @property
-    def remote_addr(self) -> object | None:
-        return self._raw.remote_addr
-
-    def is_closing(self) -> bool:
-        return self._closing or self._lost or self._raw.is_closing()
-
-    def pause_reading(self) -> None:
-        self._raw.pause_reading()
-
-    def resume_reading(self) -> None:
-        self._raw.resume_reading()
-
-    # -- Pipe: receiving ---------------------------------------------------------------------------------
-    def set_receiver(self, receiver: PipeReceiver) -> None:
-        self._receiver = receiver
-        self._deliver_backlog()
-
-    def _deliver_backlog(self) -> None:
-        backlog = self._backlog
-        while backlog:
-            r = self._receiver
-            if r is None:
-                return
-            data = backlog.popleft()
-            self._backlog_bytes -= len(data)
-            r.pipe_data_received(data)
-        if self._backlog_paused:
-            self._backlog_paused = False
-            self._raw.resume_reading()
-        r = self._receiver
-        if r is None:
-            return
-        if self._eof:
-            self._eof = False  # delivered once
-            r.pipe_eof_received()
-        r = self._receiver
-        if r is not None and self._lost and not self._lost_reported:
-            self._lost_reported = True
-            r.pipe_connection_lost(self._lost_exc)
 
     # -- PipeReceiver of the raw pipe -------------------------------------------------------------------
     def pipe_data_received(self, data: bytes) -> None:
@@ -147,17 +68,8 @@ class NoisePipe:
         except Libp2pError as exc:
             self._fail(exc)
             return
-        if not plaintext:
-            return
-        r = self._receiver
-        if r is not None and not self._backlog:
-            r.pipe_data_received(plaintext)
-            return
-        self._backlog.append(plaintext)
-        self._backlog_bytes += len(plaintext)
-        if self._backlog_bytes > MAX_UNDELIVERED and not self._backlog_paused:
-            self._backlog_paused = True
-            self._raw.pause_reading()
+        if plaintext:
+            self._deliver(plaintext)
 
     def pipe_eof_received(self) -> None:
         if self._error is not None or self._lost:
@@ -165,27 +77,7 @@ class NoisePipe:
         if self._decoder.buffered:
             self._fail(DecodeError("connection closed in the middle of a Noise frame", protocol=PROTOCOL_ID))
             return
-        self._eof = True
-        if self._receiver is not None and not self._backlog:
-            self._eof = False
-            self._receiver.pipe_eof_received()
-
-    def pipe_connection_lost(self, exc: BaseException | None) -> None:
-        if self._lost:
-            return
-        self._lost = True
-        self._closing = True
-        self._lost_exc = self._error if self._error is not None else exc
-        self._cancel_flush()
-        self._pending.clear()
-        if self._receiver is not None and not self._backlog:
-            self._lost_reported = True
-            self._receiver.pipe_connection_lost(self._lost_exc)
-
-    def _fail(self, exc: BaseException) -> None:
-        self._error = exc
-        self._raw.abort()
-        self.pipe_connection_lost(exc)  # at once, whether or not the raw pipe reports its loss synchronously
+        self._deliver_eof()
 
     # -- Pipe: sending -----------------------------------------------------------------------------------
     def write(self, data: bytes | bytearray | memoryview) -> None:
@@ -202,7 +94,7 @@ class NoisePipe:
                 return  # a flush is already scheduled
             with memoryview(data) as mv:
                 pending += mv[:room]
-                self._send(pending)
+                self._encrypt(pending)
                 pending.clear()
                 self._cancel_flush()
                 if n == room:
@@ -217,7 +109,7 @@ class NoisePipe:
         tail = n % MAX_PLAINTEXT
         if n - tail:
             with memoryview(data) as mv:
-                self._send(mv[: n - tail])
+                self._encrypt(mv[: n - tail])
                 if tail:
                     self._pending += mv[n - tail :]
         elif tail:
@@ -225,49 +117,13 @@ class NoisePipe:
         if self._pending and self._flush_handle is None:
             self._flush_handle = self._loop.call_soon(self._flush)
 
-    def _send(self, plaintext: bytes | bytearray | memoryview) -> None:
+    def _encrypt(self, data: bytes | bytearray | memoryview) -> None:
         try:
-            frames = self._encoder.encode(plaintext)
+            frames = self._encoder.encode(data)
         except CryptoError as exc:  # nonce exhaustion: the spec says terminate the connection
             self._fail(exc)
             raise ConnectionClosed("Noise send nonce exhausted", cause="error") from exc
         self._raw.write(frames)
-
-    def _cancel_flush(self) -> None:
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
-
-    def _flush(self) -> None:
-        self._flush_handle = None
-        pending = self._pending
-        if not pending or self._lost:
-            return
-        try:
-            self._send(pending)
-        except ConnectionClosed:
-            pass  # the raw pipe's loss is reported to the receiver through pipe_connection_lost
-        pending.clear()
-
-    async def drain(self) -> None:
-        if self._lost:
-            raise ConnectionClosed("Noise pipe closed", cause="error" if self._lost_exc else "closed")
-        await self._raw.drain()
-
-    def close(self) -> None:
-        if self._closing:
-            return
-        self._closing = True
-        if not self._lost:
-            self._flush()
-            self._cancel_flush()
-        self._raw.close()
-
-    def abort(self) -> None:
-        self._closing = True
-        self._cancel_flush()
-        self._pending.clear()
-        self._raw.abort()
 
 
 class NoiseSecurity:

@@ -18,15 +18,15 @@ server that refuses it sends an alert and closes, which the client sees as the :
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
 from OpenSSL import SSL
 
 from ...core.interfaces import SecureSession
-from ...core.pipe import Pipe, PipeReader, PipeReceiver
+from ...core.pipe import Pipe, PipeReader
 from ...exceptions import ConnectionClosed, DeadlineExceeded, HandshakeError, Libp2pError
+from ..secure_pipe import MAX_UNDELIVERED, SecurePipe
 from .certificate import TlsCertificate
 from .engine import PROTOCOL_ID, TlsEngine, make_tls_context
 
@@ -46,11 +46,10 @@ __all__ = [
 
 DEFAULT_HANDSHAKE_TIMEOUT: Final = 10.0  # seconds for the whole TLS handshake
 HANDSHAKE_READ: Final = 65536  # bytes taken from the reader per handshake step
-MAX_UNDELIVERED: Final = 1024 * 1024  # plaintext held while no receiver is set; beyond it reading pauses
 COALESCE_LIMIT: Final = 16384  # one full TLS record of plaintext: pending small writes are sent at this size
 
 
-class TlsPipe:
+class TlsPipe(SecurePipe):
     """A :class:`~aiolibp2p.core.pipe.Pipe` of plaintext over a raw pipe carrying TLS 1.3 records.
 
     Install it with ``reader.hand_over(tls_pipe)`` so bytes the handshake reader already holds are kept;
@@ -59,121 +58,29 @@ class TlsPipe:
     close_notify from the peer is delivered as ``pipe_eof_received``; :meth:`close` sends one.
     """
 
-    __slots__ = (
-        "_backlog",
-        "_backlog_bytes",
-        "_backlog_paused",
-        "_closing",
-        "_engine",
-        "_eof",
-        "_eof_seen",
-        "_error",
-        "_flush_handle",
-        "_loop",
-        "_lost",
-        "_lost_exc",
-        "_lost_reported",
-        "_pending",
-        "_raw",
-        "_receiver",
-    )
+    __slots__ = ("_engine", "_eof_seen")
+
+    _label = "TLS"
 
     def __init__(self, raw: Pipe, engine: TlsEngine, *, initial: bytes = b"") -> None:
-        self._raw = raw
+        super().__init__(raw)
         self._engine = engine
-        self._loop = asyncio.get_running_loop()
-        self._receiver: PipeReceiver | None = None
-        self._backlog: deque[bytes] = deque()
-        self._backlog_bytes = 0
-        self._backlog_paused = False
-        self._pending = bytearray()  # plaintext written this loop iteration, < COALESCE_LIMIT bytes
-        self._flush_handle: asyncio.Handle | None = None
-        self._closing = False
-        self._eof = False  # an EOF waiting to be delivered
         self._eof_seen = False  # EOF (close_notify or raw EOF) already happened
-        self._lost = False
-        self._lost_reported = False
-        self._lost_exc: BaseException | None = None
-        self._error: BaseException | None = None
         if initial:
             self._backlog.append(initial)
             self._backlog_bytes = len(initial)
         if engine.peer_closed:
             self._eof = self._eof_seen = True
 
-    # -- Pipe: addresses and state ---------------------------------------------------------------------
-    @property
-    def raw_pipe(self) -> Pipe:
-        return self._raw
-
     @property
     def engine(self) -> TlsEngine:
         return self._engine
-
-    @property
-    def local_addr(self) -> object | None:
-        return self._raw.local_addr
-
-    @property
-    def remote_addr(self) -> object | None:
-        return self._raw.remote_addr
-
-    def is_closing(self) -> bool:
-        return self._closing or self._lost or self._raw.is_closing()
-
-    def pause_reading(self) -> None:
-        self._raw.pause_reading()
-
-    def resume_reading(self) -> None:
-        self._raw.resume_reading()
-
-    # -- Pipe: receiving ---------------------------------------------------------------------------------
-    def set_receiver(self, receiver: PipeReceiver) -> None:
-        self._receiver = receiver
-        self._deliver_backlog()
-
-    def _deliver_backlog(self) -> None:
-        backlog = self._backlog
-        while backlog:
-            r = self._receiver
-            if r is None:
-                return
-            data = backlog.popleft()
-            self._backlog_bytes -= len(data)
-            r.pipe_data_received(data)
-        if self._backlog_paused:
-            self._backlog_paused = False
-            self._raw.resume_reading()
-        r = self._receiver
-        if r is None:
-            return
-        if self._eof:
-            self._eof = False  # delivered once
-            r.pipe_eof_received()
-        r = self._receiver
-        if r is not None and self._lost and not self._lost_reported:
-            self._lost_reported = True
-            r.pipe_connection_lost(self._lost_exc)
-
-    def _deliver(self, plaintext: bytes) -> None:
-        r = self._receiver
-        if r is not None and not self._backlog:
-            r.pipe_data_received(plaintext)
-            return
-        self._backlog.append(plaintext)
-        self._backlog_bytes += len(plaintext)
-        if self._backlog_bytes > MAX_UNDELIVERED and not self._backlog_paused:
-            self._backlog_paused = True
-            self._raw.pause_reading()
 
     def _deliver_eof(self) -> None:
         if self._eof_seen:
             return
         self._eof_seen = True
-        self._eof = True
-        if self._receiver is not None and not self._backlog:
-            self._eof = False
-            self._receiver.pipe_eof_received()
+        super()._deliver_eof()
 
     # -- PipeReceiver of the raw pipe -------------------------------------------------------------------
     def pipe_data_received(self, data: bytes) -> None:
@@ -203,23 +110,6 @@ class TlsPipe:
             self._fail(exc)
             return
         self._deliver_eof()
-
-    def pipe_connection_lost(self, exc: BaseException | None) -> None:
-        if self._lost:
-            return
-        self._lost = True
-        self._closing = True
-        self._lost_exc = self._error if self._error is not None else exc
-        self._cancel_flush()
-        self._pending.clear()
-        if self._receiver is not None and not self._backlog:
-            self._lost_reported = True
-            self._receiver.pipe_connection_lost(self._lost_exc)
-
-    def _fail(self, exc: BaseException) -> None:
-        self._error = exc
-        self._raw.abort()
-        self.pipe_connection_lost(exc)  # at once, whether or not the raw pipe reports its loss synchronously
 
     # -- Pipe: sending -----------------------------------------------------------------------------------
     def write(self, data: bytes | bytearray | memoryview) -> None:
@@ -259,48 +149,14 @@ class TlsPipe:
             raise ConnectionClosed("TLS encryption failed", cause="error") from exc
         self._raw.write(engine.data_to_send(len(data)))
 
-    def _cancel_flush(self) -> None:
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
-
-    def _flush(self) -> None:
-        self._cancel_flush()
-        pending = self._pending
-        if not pending or self._lost:
-            return
-        try:
-            self._encrypt(pending)
-        except ConnectionClosed:
-            pass  # the raw pipe's loss is reported to the receiver through pipe_connection_lost
-        pending.clear()
-
-    async def drain(self) -> None:
-        if self._lost:
-            raise ConnectionClosed("TLS pipe closed", cause="error" if self._lost_exc else "closed")
-        await self._raw.drain()
-
-    def close(self) -> None:
-        """Graceful close: flush pending writes, send close_notify, close the raw pipe."""
-        if self._closing:
-            return
-        self._closing = True
-        if not self._lost:
-            self._flush()
-            self._engine.close()
-            out = self._engine.data_to_send()
-            if out and not self._raw.is_closing():
-                try:
-                    self._raw.write(out)
-                except ConnectionClosed:
-                    pass
-        self._raw.close()
-
-    def abort(self) -> None:
-        self._closing = True
-        self._cancel_flush()
-        self._pending.clear()
-        self._raw.abort()
+    def _close_notify(self) -> None:
+        self._engine.close()
+        out = self._engine.data_to_send()
+        if out and not self._raw.is_closing():
+            try:
+                self._raw.write(out)
+            except ConnectionClosed:
+                pass
 
 
 class TlsSecurity:
