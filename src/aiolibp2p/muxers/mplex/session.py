@@ -8,14 +8,10 @@ no flow control and no GoAway: writes wait only for the pipe to drain, a stream 
 
 from __future__ import annotations
 
-import asyncio
-from collections import deque
-from collections.abc import Callable
-
-from ...core.interfaces import Direction, MuxedStream, StreamCallback
-from ...core.pipe import Pipe, PipeReader
+from ...core.interfaces import Direction, MuxedStream
+from ...core.pipe import PipeReader
 from ...exceptions import ConnectionClosed, StreamReset
-from ..buffered_stream import BufferedStream
+from ..session_base import FLUSH_NOW_BYTES, MuxerSession, SessionStream
 from .engine import (
     PROTOCOL_ID,
     DataReceived,
@@ -30,10 +26,8 @@ from .engine import (
 
 __all__ = ["MplexMuxer", "MplexSession", "MplexStream"]
 
-_FLUSH_NOW_BYTES = 64 * 1024
 
-
-class MplexStream(BufferedStream):
+class MplexStream(SessionStream):
     """One mplex stream. mplex carries no reset code: ``reset(code)`` ignores ``code``."""
 
     __slots__ = ("_key", "_session")
@@ -59,65 +53,23 @@ class MplexStream(BufferedStream):
             self._session._send_data(self._key, mv)
         await self._session._drain()
 
-    async def close_write(self) -> None:
-        if self._write_closed or self._error is not None:
-            return
-        self._write_closed = True
+    def _send_close_write(self) -> None:
         self._session._send_close(self)
 
-    async def close(self) -> None:
-        await self.close_write()
-        self._close_read()
-
-    async def reset(self, code: int = 0) -> None:
-        if self._error is not None:
-            return
+    def _send_reset(self) -> None:
         self._session._send_reset(self)
-        self.fail(StreamReset("stream reset locally", code=code, remote=False))
 
 
-class MplexSession:
+class MplexSession(MuxerSession[StreamKey, MplexStream, MplexEngine]):
     """An mplex session over a secured pipe; see the module docstring."""
 
     def __init__(self, reader: PipeReader, *, is_initiator: bool, config: MplexConfig | None = None) -> None:
         self.config = config if config is not None else MplexConfig()
         self.is_initiator = is_initiator
-        self._loop = asyncio.get_running_loop()
-        self._pipe: Pipe = reader.pipe
-        self._engine = MplexEngine(self.config)
-        self._streams: dict[StreamKey, MplexStream] = {}
-        self._pending_inbound: deque[MplexStream] = deque()
-        self._handler: StreamCallback | None = None
-        self._close_callback: Callable[[BaseException | None], None] | None = None
-        self._closed = False
-        self._close_exc: ConnectionClosed | None = None
-        self._close_report: BaseException | None = None
-        self._callback_done = False
-        self._flush_scheduled = False
+        super().__init__(reader.pipe, MplexEngine(self.config))
         reader.hand_over(self)
 
     # -- MuxedConnection --------------------------------------------------------------------------------
-    @property
-    def num_streams(self) -> int:
-        return len(self._streams)
-
-    @property
-    def engine(self) -> MplexEngine:
-        return self._engine
-
-    def is_closed(self) -> bool:
-        return self._closed
-
-    def set_inbound_stream_handler(self, callback: StreamCallback) -> None:
-        self._handler = callback
-        while self._pending_inbound and self._handler is callback:
-            callback(self._pending_inbound.popleft())
-
-    def set_close_callback(self, callback: Callable[[BaseException | None], None]) -> None:
-        self._close_callback = callback
-        if self._closed:
-            self._run_close_callback()
-
     async def open_stream(self) -> MuxedStream:
         if self._closed:
             assert self._close_exc is not None
@@ -131,18 +83,7 @@ class MplexSession:
     async def close(self, code: int = 0) -> None:
         if self._closed:
             return
-        self._flush()
-        self._shutdown(ConnectionClosed("connection closed locally", cause="local-closed", code=code), None)
-        self._pipe.close()
-
-    def abort(self, exc: BaseException | None = None) -> None:
-        if self._closed:
-            return
-        err = ConnectionClosed("connection aborted", cause="aborted")
-        if exc is not None:
-            err.__cause__ = exc
-        self._shutdown(err, exc)
-        self._pipe.abort()
+        self._close_locally(code)
 
     # -- PipeReceiver -----------------------------------------------------------------------------------
     def pipe_data_received(self, data: bytes) -> None:
@@ -192,49 +133,18 @@ class MplexSession:
 
     # -- internals --------------------------------------------------------------------------------------
     def _on_stream_opened(self, key: StreamKey) -> None:
-        stream = MplexStream(self, key)
-        self._streams[key] = stream
-        if self._handler is not None and not self._pending_inbound:
-            self._handler(stream)
-        else:
-            self._pending_inbound.append(stream)
+        self._add_inbound(key, MplexStream(self, key))
 
     def _maybe_forget(self, stream: MplexStream) -> None:
         if not self._engine.has_stream(stream.key):
             self._streams.pop(stream.key, None)
-
-    def _schedule_flush(self) -> None:
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        if self._closed:
-            return
-        data = self._engine.data_to_send()
-        if data:
-            try:
-                self._pipe.write(data)
-            except ConnectionClosed as exc:
-                self._fail(exc)
-
-    async def _drain(self) -> None:
-        if self._engine.pending_output >= _FLUSH_NOW_BYTES:
-            self._flush()
-        try:
-            await self._pipe.drain()
-        except ConnectionClosed:
-            if self._close_exc is not None:
-                raise self._close_exc from None
-            raise
 
     def _send_data(self, key: StreamKey, data: memoryview) -> None:
         if self._closed:
             assert self._close_exc is not None
             raise self._close_exc
         self._engine.send_data(key, data)
-        if self._engine.pending_output >= _FLUSH_NOW_BYTES:
+        if self._engine.pending_output >= FLUSH_NOW_BYTES:
             self._flush()
         else:
             self._schedule_flush()
@@ -252,30 +162,6 @@ class MplexSession:
         self._engine.send_reset(stream.key)
         self._streams.pop(stream.key, None)
         self._schedule_flush()
-
-    def _fail(self, exc: ConnectionClosed, report: BaseException | None = None) -> None:
-        if self._closed:
-            return
-        self._shutdown(exc, report if report is not None else exc)
-        self._pipe.close()
-
-    def _shutdown(self, exc: ConnectionClosed, report: BaseException | None) -> None:
-        self._closed = True
-        self._close_exc = exc
-        self._close_report = report
-        streams = list(self._streams.values())
-        self._streams.clear()
-        self._pending_inbound.clear()
-        for s in streams:
-            s.fail(exc)
-        self._run_close_callback()
-
-    def _run_close_callback(self) -> None:
-        cb = self._close_callback
-        if cb is None or self._callback_done:
-            return
-        self._callback_done = True
-        cb(self._close_report)
 
 
 class MplexMuxer:

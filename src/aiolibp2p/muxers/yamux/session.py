@@ -12,13 +12,11 @@ iteration leave in one ``pipe.write``.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
-from collections.abc import Callable
 
-from ...core.interfaces import Direction, MuxedStream, StreamCallback
-from ...core.pipe import Pipe, PipeReader
+from ...core.interfaces import Direction, MuxedStream
+from ...core.pipe import PipeReader
 from ...exceptions import ConnectionClosed, ResourceLimitExceeded, StreamReset
-from ..buffered_stream import BufferedStream
+from ..session_base import FLUSH_NOW_BYTES, MuxerSession, SessionStream
 from .engine import (
     GOAWAY_NORMAL,
     PROTOCOL_ID,
@@ -37,10 +35,8 @@ from .engine import (
 
 __all__ = ["YamuxMuxer", "YamuxSession", "YamuxStream"]
 
-_FLUSH_NOW_BYTES = 64 * 1024  # queued output beyond this is written at once instead of at the loop's end
 
-
-class YamuxStream(BufferedStream):
+class YamuxStream(SessionStream):
     """One yamux stream. Reads credit the peer as bytes are consumed; writes wait for the peer's window
     and for the pipe to drain. Yamux carries no reset code: ``reset(code)`` ignores ``code``."""
 
@@ -70,40 +66,19 @@ class YamuxStream(BufferedStream):
                 await self._wait_writable()
         await session._drain()
 
-    async def close_write(self) -> None:
-        if self._write_closed or self._error is not None:
-            return
-        self._write_closed = True
+    def _send_close_write(self) -> None:
         self._session._send_fin(self)
 
-    async def close(self) -> None:
-        await self.close_write()
-        self._close_read()
-
-    async def reset(self, code: int = 0) -> None:
-        if self._error is not None:
-            return
+    def _send_reset(self) -> None:
         self._session._send_reset(self)
-        self.fail(StreamReset("stream reset locally", code=code, remote=False))
 
 
-class YamuxSession:
+class YamuxSession(MuxerSession[int, YamuxStream, YamuxEngine]):
     """A yamux session over a secured pipe; see the module docstring."""
 
     def __init__(self, reader: PipeReader, *, is_initiator: bool, config: YamuxConfig | None = None) -> None:
         self.config = config if config is not None else YamuxConfig()
-        self._loop = asyncio.get_running_loop()
-        self._pipe: Pipe = reader.pipe
-        self._engine = YamuxEngine(is_initiator, self.config)
-        self._streams: dict[int, YamuxStream] = {}
-        self._pending_inbound: deque[YamuxStream] = deque()
-        self._handler: StreamCallback | None = None
-        self._close_callback: Callable[[BaseException | None], None] | None = None
-        self._closed = False
-        self._close_exc: ConnectionClosed | None = None
-        self._close_report: BaseException | None = None  # what the close callback receives
-        self._callback_done = False
-        self._flush_scheduled = False
+        super().__init__(reader.pipe, YamuxEngine(is_initiator, self.config))
         self._open_waiters: list[asyncio.Future[None]] = []
         self._ping_waiters: dict[int, asyncio.Future[float]] = {}
         self._last_rx = self._loop.time()
@@ -124,30 +99,9 @@ class YamuxSession:
 
     # -- MuxedConnection --------------------------------------------------------------------------------
     @property
-    def num_streams(self) -> int:
-        return len(self._streams)
-
-    @property
     def rtt(self) -> float | None:
         """The last measured round-trip time (seconds), from our pings."""
         return self._engine.rtt
-
-    @property
-    def engine(self) -> YamuxEngine:
-        return self._engine
-
-    def is_closed(self) -> bool:
-        return self._closed
-
-    def set_inbound_stream_handler(self, callback: StreamCallback) -> None:
-        self._handler = callback
-        while self._pending_inbound and self._handler is callback:
-            callback(self._pending_inbound.popleft())
-
-    def set_close_callback(self, callback: Callable[[BaseException | None], None]) -> None:
-        self._close_callback = callback
-        if self._closed:
-            self._run_close_callback()
 
     async def open_stream(self) -> MuxedStream:
         while True:
@@ -174,18 +128,7 @@ class YamuxSession:
         if self._closed:
             return
         self._engine.go_away(code)
-        self._flush()
-        self._shutdown(ConnectionClosed("connection closed locally", cause="local-closed", code=code), None)
-        self._pipe.close()
-
-    def abort(self, exc: BaseException | None = None) -> None:
-        if self._closed:
-            return
-        err = ConnectionClosed("connection aborted", cause="aborted")
-        if exc is not None:
-            err.__cause__ = exc
-        self._shutdown(err, exc)
-        self._pipe.abort()
+        self._close_locally(code)
 
     # -- PipeReceiver -----------------------------------------------------------------------------------
     def pipe_data_received(self, data: bytes) -> None:
@@ -265,12 +208,7 @@ class YamuxSession:
 
     # -- internals --------------------------------------------------------------------------------------
     def _on_stream_opened(self, sid: int) -> None:
-        stream = YamuxStream(self, sid, Direction.INBOUND)
-        self._streams[sid] = stream
-        if self._handler is not None and not self._pending_inbound:
-            self._handler(stream)
-        else:
-            self._pending_inbound.append(stream)
+        self._add_inbound(sid, YamuxStream(self, sid, Direction.INBOUND))
 
     def _maybe_forget(self, stream: YamuxStream) -> None:
         if not self._engine.has_stream(stream.stream_id):
@@ -281,32 +219,6 @@ class YamuxSession:
         for w in waiters:
             if not w.done():
                 w.set_result(None)
-
-    def _schedule_flush(self) -> None:
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        if self._closed:
-            return
-        data = self._engine.data_to_send()
-        if data:
-            try:
-                self._pipe.write(data)
-            except ConnectionClosed as exc:
-                self._fail(exc)
-
-    async def _drain(self) -> None:
-        if self._engine.pending_output >= _FLUSH_NOW_BYTES:
-            self._flush()
-        try:
-            await self._pipe.drain()
-        except ConnectionClosed:
-            if self._close_exc is not None:
-                raise self._close_exc from None
-            raise
 
     async def _drain_control(self) -> None:
         try:
@@ -325,7 +237,7 @@ class YamuxSession:
             raise self._close_exc
         n = self._engine.send_data(sid, data)
         if n:
-            if self._engine.pending_output >= _FLUSH_NOW_BYTES:
+            if self._engine.pending_output >= FLUSH_NOW_BYTES:
                 self._flush()
             else:
                 self._schedule_flush()
@@ -406,44 +318,16 @@ class YamuxSession:
         self._flush()
         self._rtt_handle = self._loop.call_later(self.config.rtt_measure_interval, self._measure_rtt)
 
-    def _fail(
-        self, exc: ConnectionClosed, report: BaseException | None = None, *, abort: bool = False
-    ) -> None:
-        """End the session because of the peer or the pipe, and close (or abort) the pipe."""
-        if self._closed:
-            return
-        self._shutdown(exc, report if report is not None else exc)
-        if abort:
-            self._pipe.abort()
-        else:
-            self._pipe.close()
-
-    def _shutdown(self, exc: ConnectionClosed, report: BaseException | None) -> None:
-        self._closed = True
-        self._close_exc = exc
-        self._close_report = report
+    def _release_waiters(self, exc: ConnectionClosed) -> None:
         for handle in (self._keepalive_handle, self._rtt_handle):
             if handle is not None:
                 handle.cancel()
         self._keepalive_handle = self._rtt_handle = None
-        streams = list(self._streams.values())
-        self._streams.clear()
-        self._pending_inbound.clear()
-        for s in streams:
-            s.fail(exc)
         waiters, self._ping_waiters = self._ping_waiters, {}
         for w in waiters.values():
             if not w.done():
                 w.set_exception(exc)
         self._wake_openers()
-        self._run_close_callback()
-
-    def _run_close_callback(self) -> None:
-        cb = self._close_callback
-        if cb is None or self._callback_done:
-            return
-        self._callback_done = True
-        cb(self._close_report)
 
 
 class YamuxMuxer:
