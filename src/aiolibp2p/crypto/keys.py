@@ -42,6 +42,8 @@ from ..exceptions import CryptoError, DecodeError
 from ..wire.varint import decode_uvarint, encode_uvarint
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
+
     from .peer_id import PeerId
 
 __all__ = [
@@ -317,6 +319,52 @@ class Ed25519PrivateKey(PrivateKey):
         return self._key.sign(bytes(data))
 
 
+# --- DER and ECDSA helpers (secp256k1, ECDSA, RSA) -------------------------------------------------------
+
+
+def _spki_der(key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey) -> bytes:
+    """PKIX SubjectPublicKeyInfo DER: the public Data of ECDSA and RSA keys."""
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _traditional_der(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
+    """SEC1 ``ECPrivateKey`` / PKCS#1 ``RSAPrivateKey`` DER: the private Data of ECDSA and RSA keys."""
+    return key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+
+
+def _load_der_public(raw: bytes, what: str) -> PublicKeyTypes:
+    try:
+        return serialization.load_der_public_key(bytes(raw))
+    except (ValueError, UnsupportedAlgorithm) as e:
+        raise CryptoError(f"invalid {what} public key: {e}") from None
+
+
+def _load_der_private(raw: bytes, what: str) -> PrivateKeyTypes:
+    try:
+        return serialization.load_der_private_key(bytes(raw), password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as e:
+        raise CryptoError(f"invalid {what} private key: {e}") from None
+
+
+class _ECPublicKey(PublicKey):
+    """A public key verifying DER ECDSA signatures over SHA-256 (secp256k1 and the NIST curves)."""
+
+    __slots__ = ("_key",)
+
+    _key: ec.EllipticCurvePublicKey
+
+    def verify(self, data: bytes, signature: bytes) -> bool:
+        try:
+            self._key.verify(bytes(signature), bytes(data), ec.ECDSA(hashes.SHA256()))
+        except (_CryptoInvalidSignature, ValueError, TypeError):
+            return False
+        return True
+
+
 # --- secp256k1 -------------------------------------------------------------------------------------------
 
 
@@ -327,8 +375,8 @@ def _to_low_s(signature: bytes) -> bytes:
     return signature
 
 
-class Secp256k1PublicKey(PublicKey):
-    __slots__ = ("_key",)
+class Secp256k1PublicKey(_ECPublicKey):
+    __slots__ = ()
 
     def __init__(self, raw: bytes) -> None:
         if len(raw) not in (SECP256K1_COMPRESSED_BYTES, SECP256K1_UNCOMPRESSED_BYTES):
@@ -348,13 +396,6 @@ class Secp256k1PublicKey(PublicKey):
     @property
     def key_type(self) -> KeyType:
         return KeyType.Secp256k1
-
-    def verify(self, data: bytes, signature: bytes) -> bool:
-        try:
-            self._key.verify(bytes(signature), bytes(data), ec.ECDSA(hashes.SHA256()))
-        except (_CryptoInvalidSignature, ValueError, TypeError):
-            return False
-        return True
 
 
 class Secp256k1PrivateKey(PrivateKey):
@@ -399,31 +440,19 @@ class Secp256k1PrivateKey(PrivateKey):
 # --- ECDSA (NIST curves) ---------------------------------------------------------------------------------
 
 
-class ECDSAPublicKey(PublicKey):
-    __slots__ = ("_key",)
+class ECDSAPublicKey(_ECPublicKey):
+    __slots__ = ()
 
     def __init__(self, raw: bytes) -> None:
-        try:
-            key = serialization.load_der_public_key(bytes(raw))
-        except (ValueError, UnsupportedAlgorithm) as e:
-            raise CryptoError(f"invalid ECDSA public key: {e}") from None
+        key = _load_der_public(raw, "ECDSA")
         if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, _ECDSA_CURVES):
             raise CryptoError("ECDSA public key is not on a supported NIST curve")
         self._key = key
-        super().__init__(
-            key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-        )
+        super().__init__(_spki_der(key))
 
     @property
     def key_type(self) -> KeyType:
         return KeyType.ECDSA
-
-    def verify(self, data: bytes, signature: bytes) -> bool:
-        try:
-            self._key.verify(bytes(signature), bytes(data), ec.ECDSA(hashes.SHA256()))
-        except (_CryptoInvalidSignature, ValueError, TypeError):
-            return False
-        return True
 
 
 class ECDSAPrivateKey(PrivateKey):
@@ -433,11 +462,7 @@ class ECDSAPrivateKey(PrivateKey):
         if not isinstance(key.curve, _ECDSA_CURVES):
             raise CryptoError("ECDSA private key is not on a supported NIST curve")
         self._key = key
-        self._public = ECDSAPublicKey(
-            key.public_key().public_bytes(
-                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-        )
+        self._public = ECDSAPublicKey(_spki_der(key.public_key()))
 
     @classmethod
     def generate(cls) -> ECDSAPrivateKey:
@@ -446,10 +471,7 @@ class ECDSAPrivateKey(PrivateKey):
     @classmethod
     def from_raw(cls, raw: bytes) -> ECDSAPrivateKey:
         """From SEC1 ``ECPrivateKey`` DER (what go writes); PKCS#8 DER is accepted too."""
-        try:
-            key = serialization.load_der_private_key(bytes(raw), password=None)
-        except (ValueError, TypeError, UnsupportedAlgorithm) as e:
-            raise CryptoError(f"invalid ECDSA private key: {e}") from None
+        key = _load_der_private(raw, "ECDSA")
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise CryptoError("ECDSA private key data holds another key type")
         return cls(key)
@@ -463,11 +485,7 @@ class ECDSAPrivateKey(PrivateKey):
         return self._public
 
     def raw(self) -> bytes:
-        return self._key.private_bytes(
-            serialization.Encoding.DER,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        )
+        return _traditional_der(self._key)
 
     def sign(self, data: bytes) -> bytes:
         return self._key.sign(bytes(data), ec.ECDSA(hashes.SHA256()))
@@ -485,17 +503,12 @@ class RSAPublicKey(PublicKey):
     __slots__ = ("_key",)
 
     def __init__(self, raw: bytes) -> None:
-        try:
-            key = serialization.load_der_public_key(bytes(raw))
-        except (ValueError, UnsupportedAlgorithm) as e:
-            raise CryptoError(f"invalid RSA public key: {e}") from None
+        key = _load_der_public(raw, "RSA")
         if not isinstance(key, rsa.RSAPublicKey):
             raise CryptoError("RSA public key data holds another key type")
         _check_rsa_bits(key.key_size)
         self._key = key
-        super().__init__(
-            key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-        )
+        super().__init__(_spki_der(key))
 
     @property
     def key_type(self) -> KeyType:
@@ -515,11 +528,7 @@ class RSAPrivateKey(PrivateKey):
     def __init__(self, key: rsa.RSAPrivateKey) -> None:
         _check_rsa_bits(key.key_size)
         self._key = key
-        self._public = RSAPublicKey(
-            key.public_key().public_bytes(
-                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-        )
+        self._public = RSAPublicKey(_spki_der(key.public_key()))
 
     @classmethod
     def generate(cls, bits: int = DEFAULT_RSA_BITS) -> RSAPrivateKey:
@@ -529,10 +538,7 @@ class RSAPrivateKey(PrivateKey):
     @classmethod
     def from_raw(cls, raw: bytes) -> RSAPrivateKey:
         """From PKCS#1 ``RSAPrivateKey`` DER (PKCS#8 DER is accepted too)."""
-        try:
-            key = serialization.load_der_private_key(bytes(raw), password=None)
-        except (ValueError, TypeError, UnsupportedAlgorithm) as e:
-            raise CryptoError(f"invalid RSA private key: {e}") from None
+        key = _load_der_private(raw, "RSA")
         if not isinstance(key, rsa.RSAPrivateKey):
             raise CryptoError("RSA private key data holds another key type")
         return cls(key)
@@ -546,11 +552,7 @@ class RSAPrivateKey(PrivateKey):
         return self._public
 
     def raw(self) -> bytes:
-        return self._key.private_bytes(
-            serialization.Encoding.DER,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        )
+        return _traditional_der(self._key)
 
     def sign(self, data: bytes) -> bytes:
         return self._key.sign(bytes(data), padding.PKCS1v15(), hashes.SHA256())
