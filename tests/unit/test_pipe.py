@@ -91,3 +91,25 @@ async def test_backpressure() -> None:
         b.resume_reading()
         await drain
         assert len(c.data) == 5000
+
+
+async def test_tcp_pipe_keeps_buffered_chunks_across_a_layer_switch() -> None:
+    from aiolibp2p.transports.tcp.transport import TcpPipe
+
+    class Switcher(Collector):
+        def __init__(self, pipe: TcpPipe, nxt: Collector) -> None:
+            super().__init__()
+            self.pipe, self.nxt = pipe, nxt
+
+        def pipe_data_received(self, data: bytes) -> None:
+            super().pipe_data_received(data)
+            self.pipe.set_receiver(self.nxt)  # switch after the first chunk
+
+    pipe = TcpPipe()
+    for chunk in (b"one", b"two", b"three"):
+        pipe.data_received(chunk)  # no receiver yet: buffered
+    nxt = Collector()
+    first = Switcher(pipe, nxt)
+    pipe.set_receiver(first)
+    assert bytes(first.data) == b"one"
+    assert bytes(nxt.data) == b"twothree"

@@ -146,12 +146,12 @@ class TcpPipe(asyncio.Protocol):
     # -- Pipe -------------------------------------------------------------------------------------------
     def set_receiver(self, receiver: PipeReceiver) -> None:
         self._receiver = receiver
-        if self._buffer:
-            buffered, self._buffer = self._buffer, []
-            for chunk in buffered:
-                receiver.pipe_data_received(chunk)
-                if self._receiver is not receiver:  # switched layers inside the callback
-                    return
+        buffered = self._buffer
+        while buffered:
+            receiver.pipe_data_received(buffered.pop(0))
+            if self._receiver is not receiver:
+                # A layer switch inside the callback: the nested set_receiver delivered what was left.
+                return
         if self._lost:
             receiver.pipe_connection_lost(self._lost_exc)
         elif self._eof:
