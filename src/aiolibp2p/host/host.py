@@ -107,6 +107,10 @@ def _make_transports(
     return out
 
 
+def _as_peer_id(peer: PeerId | str) -> PeerId:
+    return PeerId.from_string(peer) if isinstance(peer, str) else peer
+
+
 class Host:
     """A libp2p node. Create with :func:`aiolibp2p.new_host` and use as an async context manager."""
 
@@ -251,7 +255,7 @@ class Host:
         """
         addrs = [addr] if isinstance(addr, (str, Multiaddr)) else list(addr)
         mas = [Multiaddr(a) if isinstance(a, str) else a for a in addrs]
-        pid: PeerId | None = PeerId.from_string(peer) if isinstance(peer, str) else peer
+        pid = _as_peer_id(peer) if peer is not None else None
         for ma in mas:
             _, p = ma.split_peer_id()
             if p is not None:
@@ -277,7 +281,7 @@ class Host:
         self, peer: PeerId | str, protocols: Sequence[str] | str, *, timeout: float | None = None
     ) -> Stream:
         """Open a stream to ``peer`` negotiating the first of ``protocols`` it supports."""
-        p = PeerId.from_string(peer) if isinstance(peer, str) else peer
+        p = _as_peer_id(peer)
         protos = [protocols] if isinstance(protocols, str) else list(protocols)
         return await self.swarm.new_stream(
             p, protos, timeout=defaults.NEW_STREAM_TIMEOUT if timeout is None else timeout
@@ -285,12 +289,12 @@ class Host:
 
     async def ping(self, peer: PeerId | str, *, timeout: float | None = None) -> float:
         """Round-trip time to ``peer`` in seconds, over ``/ipfs/ping/1.0.0``."""
-        p = PeerId.from_string(peer) if isinstance(peer, str) else peer
+        p = _as_peer_id(peer)
         return await self.ping_service.ping(p, timeout=timeout)
 
     async def identify(self, peer: PeerId | str, *, timeout: float | None = None) -> IdentifyInfo:
         """What ``peer`` told us in identify (waiting, bounded, for the exchange on its best connection)."""
-        p = PeerId.from_string(peer) if isinstance(peer, str) else peer
+        p = _as_peer_id(peer)
         t = defaults.IDENTIFY_TIMEOUT if timeout is None else timeout
         async with asyncio.timeout(t):
             conn = self.swarm.best_connection(p) or await self.swarm.dial_peer(p, timeout=t)
@@ -301,7 +305,7 @@ class Host:
 
     def connections(self, peer: PeerId | str | None = None) -> list[Connection]:
         """Live connections (to ``peer``, or all)."""
-        p = PeerId.from_string(peer) if isinstance(peer, str) else peer
+        p = _as_peer_id(peer) if peer is not None else None
         return self.swarm.connections(p)
 
     def connected_peers(self) -> list[PeerId]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
 from ..core.interfaces import Direction, MuxedConnection, MuxedStream
 from ..exceptions import ConnectionClosed, DeadlineExceeded
@@ -18,6 +18,16 @@ if TYPE_CHECKING:
     from .resources import ConnectionScope, StreamScope
 
 _conn_ids = itertools.count(1)
+_T = TypeVar("_T")
+
+
+async def _within(aw: Awaitable[_T], timeout: float, what: str) -> _T:
+    """``await aw`` bounded by ``timeout`` seconds; DeadlineExceeded(what) when it runs out."""
+    try:
+        async with asyncio.timeout(timeout):
+            return await aw
+    except TimeoutError:
+        raise DeadlineExceeded(what, timeout) from None
 
 
 class Stream:
@@ -65,30 +75,16 @@ class Stream:
 
     async def read(self, max_bytes: int = 65536, *, timeout: float | None = None) -> bytes:
         """Up to ``max_bytes`` bytes; b"" at EOF. ``timeout`` (s) raises DeadlineExceeded."""
-        if timeout is None:
-            data = await self._inner.read(max_bytes)
-            self.bytes_read += len(data)
-            return data
-        try:
-            async with asyncio.timeout(timeout):
-                data = await self._inner.read(max_bytes)
-                self.bytes_read += len(data)
-                return data
-        except TimeoutError:
-            raise DeadlineExceeded("stream read", timeout) from None
+        aw = self._inner.read(max_bytes)
+        data = await (aw if timeout is None else _within(aw, timeout, "stream read"))
+        self.bytes_read += len(data)
+        return data
 
     async def readexactly(self, n: int, *, timeout: float | None = None) -> bytes:
-        if timeout is None:
-            data = await self._inner.readexactly(n)
-            self.bytes_read += n
-            return data
-        try:
-            async with asyncio.timeout(timeout):
-                data = await self._inner.readexactly(n)
-                self.bytes_read += n
-                return data
-        except TimeoutError:
-            raise DeadlineExceeded("stream read", timeout) from None
+        aw = self._inner.readexactly(n)
+        data = await (aw if timeout is None else _within(aw, timeout, "stream read"))
+        self.bytes_read += n
+        return data
 
     async def read_all(self, limit: int, *, timeout: float | None = None) -> bytes:
         """Read until EOF, refusing more than ``limit`` bytes (MessageTooLarge)."""
@@ -106,26 +102,13 @@ class Stream:
                 if len(buf) > limit:
                     raise MessageTooLarge(f"stream sent more than {limit} bytes", protocol=self.protocol)
 
-        if timeout is None:
-            await _loop()
-        else:
-            try:
-                async with asyncio.timeout(timeout):
-                    await _loop()
-            except TimeoutError:
-                raise DeadlineExceeded("stream read", timeout) from None
+        await (_loop() if timeout is None else _within(_loop(), timeout, "stream read"))
         return bytes(buf)
 
     async def write(self, data: bytes | bytearray | memoryview, *, timeout: float | None = None) -> None:
         self.bytes_written += len(data)
-        if timeout is None:
-            await self._inner.write(data)
-            return
-        try:
-            async with asyncio.timeout(timeout):
-                await self._inner.write(data)
-        except TimeoutError:
-            raise DeadlineExceeded("stream write", timeout) from None
+        aw = self._inner.write(data)
+        await (aw if timeout is None else _within(aw, timeout, "stream write"))
 
     async def close_write(self) -> None:
         await self._inner.close_write()
