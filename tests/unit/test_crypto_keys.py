@@ -398,3 +398,37 @@ def test_js_signatures_verify() -> None:
     k1 = unmarshal_public_key(bytes.fromhex(SECP256K1_PUBLIC))
     assert k1.verify(b"aiolibp2p", JS_SECP256K1_SIG)
     assert not k1.verify(b"aiolibp2q", JS_SECP256K1_SIG)
+
+
+# --- the libsodium and OpenSSL Ed25519 paths agree -------------------------------------------------------
+
+
+@given(
+    st.binary(max_size=300), st.integers(min_value=0, max_value=63), st.integers(min_value=1, max_value=255)
+)
+@settings(max_examples=60, deadline=None)
+def test_ed25519_sodium_and_openssl_agree(msg: bytes, pos: int, flip: int) -> None:
+    if not K.HAVE_SODIUM:
+        pytest.skip("PyNaCl is not installed")
+    key = K.Ed25519PrivateKey.from_seed(bytes(range(32)))
+    pub = key.public_key
+    try:
+        sig_sodium = key.sign(msg)
+        bad = bytearray(sig_sodium)
+        bad[pos] ^= flip
+        results_sodium = (
+            pub.verify(msg, sig_sodium),
+            pub.verify(msg, bytes(bad)),
+            pub.verify(msg + b"!", sig_sodium),
+        )
+        K._use_sodium = False
+        sig_openssl = key.sign(msg)
+        results_openssl = (
+            pub.verify(msg, sig_openssl),
+            pub.verify(msg, bytes(bad)),
+            pub.verify(msg + b"!", sig_openssl),
+        )
+    finally:
+        K._use_sodium = True
+    assert sig_sodium == sig_openssl  # deterministic Ed25519 (RFC 8032)
+    assert results_sodium == results_openssl == (True, False, False)
