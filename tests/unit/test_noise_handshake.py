@@ -442,3 +442,56 @@ def test_webtransport_certhashes_carried() -> None:
     run(i, r)
     assert i.result.remote_extensions.webtransport_certhashes == (b"\x12\x20h",)
     assert i.result.early_muxer is None
+
+
+# --- the cache of verified static-key signatures ----------------------------------------------------------
+
+
+def test_reconnect_with_same_static_key_skips_verification_but_bad_signatures_still_fail(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from aiolibp2p.security.noise import handshake as H
+
+    a, b = generate_key_pair(), generate_key_pair()
+    sa, sb = X25519PrivateKey.generate(), X25519PrivateKey.generate()
+    calls = 0
+    verify_type = type(b.public_key)
+    orig = verify_type.verify
+
+    def spy(self: object, data: bytes, sig: bytes) -> bool:
+        nonlocal calls
+        calls += 1
+        return orig(self, data, sig)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(verify_type, "verify", spy)
+
+    def handshake(sig_b: bytes | None = None) -> None:
+        i = NoiseHandshake(a, is_initiator=True, static_key=sa, expected_peer=b.public_key.peer_id)
+        r = NoiseHandshake(b, is_initiator=False, static_key=sb, identity_sig=sig_b)
+        run(i, r)
+        assert i.result.remote_peer == b.public_key.peer_id
+
+    H._verified_payloads.clear()
+    handshake()
+    assert calls == 2  # one verification per side
+    handshake()
+    assert calls == 2  # same keys, same signatures: both sides answered from the cache
+    # A different (bad) signature over the same static key is checked, and refused.
+    i = NoiseHandshake(a, is_initiator=True, static_key=sa)
+    r = NoiseHandshake(b, is_initiator=False, static_key=sb, identity_sig=bytes(64))
+    r.read_message(i.write_message())
+    with pytest.raises(InvalidSignature):
+        i.read_message(r.write_message())
+    assert calls == 3
+
+
+def test_verified_payload_cache_is_bounded() -> None:
+    from aiolibp2p.security.noise import handshake as H
+
+    H._verified_payloads.clear()
+    key = generate_key_pair()
+    for _ in range(H.VERIFIED_PAYLOAD_CACHE_SIZE + 50):
+        static = x25519_public_bytes(X25519PrivateKey.generate())
+        sig = key.sign(SIGNATURE_PREFIX + static)
+        assert H._verify_static_key_signature(key.public_key.to_protobuf(), key.public_key, static, sig)
+    assert len(H._verified_payloads) == H.VERIFIED_PAYLOAD_CACHE_SIZE

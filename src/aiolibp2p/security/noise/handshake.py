@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import struct
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
@@ -30,7 +31,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from google.protobuf.message import DecodeError as _PbDecodeError
 
-from ...crypto.keys import unmarshal_public_key
+from ...crypto.keys import PublicKey, unmarshal_public_key
 from ...exceptions import (
     CryptoError,
     DecodeError,
@@ -74,6 +75,28 @@ MAX_NONCE: Final = 2**64 - 1  # Noise §5.1: reserved; reaching it is an error (
 SIGNATURE_PREFIX: Final = b"noise-libp2p-static-key:"
 MAX_STREAM_MUXERS: Final = 64  # muxer IDs accepted in a peer's extensions (bounded by the frame anyway)
 MAX_CERTHASHES: Final = 64  # webtransport certhashes accepted in a peer's extensions
+VERIFIED_PAYLOAD_CACHE_SIZE: Final = 1024
+"""Remote (identity key, static key, signature) triples already verified, kept so a peer that reconnects with
+the same static key (as aiolibp2p and rust-libp2p peers do: one static key per process) costs no second
+signature check. Exact-bytes matches only; least recently used entries go first."""
+
+_verified_payloads: OrderedDict[tuple[bytes, bytes, bytes], None] = OrderedDict()
+
+
+def _verify_static_key_signature(
+    identity_key: bytes, public_key: PublicKey, static: bytes, sig: bytes
+) -> bool:
+    entry = (identity_key, static, sig)
+    if entry in _verified_payloads:
+        _verified_payloads.move_to_end(entry)
+        return True
+    if not public_key.verify(SIGNATURE_PREFIX + static, sig):
+        return False
+    _verified_payloads[entry] = None
+    if len(_verified_payloads) > VERIFIED_PAYLOAD_CACHE_SIZE:
+        _verified_payloads.popitem(last=False)
+    return True
+
 
 _NONCE: Final = struct.Struct("<4xQ")
 
@@ -494,7 +517,9 @@ class NoiseHandshake:
         public_key = unmarshal_public_key(msg.identity_key)
         remote_static = self._state.remote_static
         assert remote_static is not None
-        if not public_key.verify(SIGNATURE_PREFIX + remote_static, msg.identity_sig):
+        if not _verify_static_key_signature(
+            msg.identity_key, public_key, bytes(remote_static), msg.identity_sig
+        ):
             raise InvalidSignature("Noise identity_sig does not verify", protocol="/noise")
         peer = public_key.peer_id
         if self._expected_peer is not None and peer != self._expected_peer:
