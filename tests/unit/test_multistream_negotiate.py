@@ -257,9 +257,11 @@ async def test_lazy_close_write_flushes_handshake(
     async with asyncio.timeout(T):
         out = await client.open_stream()
         lazy = LazyNegotiatedStream(out, "/sink")
-        await lazy.close_write()
+        closing = asyncio.ensure_future(lazy.close_write())  # flushes the proposal, then awaits the answer
         ins = await inbound.get()
         assert await handle_protocol(ins, ["/sink"]) == "/sink"
+        await closing
+        assert lazy.negotiated  # the FIN left only after the listener's answer
         assert await ins.read() == b""
 
 
@@ -293,3 +295,36 @@ async def test_lazy_eof_before_echo(
         await ins.close_write()
         with pytest.raises(NegotiationError):
             await lazy.readexactly(1)
+
+
+async def test_listener_answers_buffered_proposal_with_header_in_one_write() -> None:
+    """When the dialer's header and proposal have already arrived, the listener's header and answer leave in
+    one write (one packet, one wake-up of the dialer), and bytes after the proposal stay unread."""
+    d, lst = await readers()
+    writes: list[bytes] = []
+    real_write = lst.pipe.write
+
+    def spy(data: bytes | bytearray | memoryview) -> None:
+        writes.append(bytes(data))
+        real_write(data)
+
+    lst.pipe.write = spy  # type: ignore[method-assign]
+    d.write(HEADER + encode_message("/x/1") + b"after")
+    async with asyncio.timeout(T):
+        while lst.buffered < len(HEADER) + len(encode_message("/x/1")) + 5:
+            await asyncio.sleep(0.001)
+        assert await handle_protocol(lst, {"/x/1"}) == "/x/1"
+        assert writes == [HEADER + encode_message("/x/1")]
+        assert await lst.readexactly(5) == b"after"
+        assert await d.readexactly(len(writes[0])) == writes[0]
+
+
+async def test_listener_writes_header_at_once_when_nothing_is_buffered() -> None:
+    """With nothing buffered the listener's header goes out before it waits (a dialer may wait for it)."""
+    d, lst = await readers()
+    async with asyncio.timeout(T):
+        task = asyncio.ensure_future(handle_protocol(lst, {"/x/1"}))
+        assert await d.readexactly(len(HEADER)) == HEADER
+        d.write(HEADER + encode_message("/x/1"))
+        assert await task == "/x/1"
+        assert await d.readexactly(len(encode_message("/x/1"))) == encode_message("/x/1")

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequ
 from typing import Protocol
 
 from ..core.interfaces import Direction, MuxedStream
-from ..exceptions import DeadlineExceeded, NegotiationError, ProtocolNotSupported
+from ..exceptions import DeadlineExceeded, Libp2pError, NegotiationError, ProtocolNotSupported
 from .engine import MultistreamDialer, MultistreamListener, _Engine
 
 __all__ = [
@@ -62,16 +62,31 @@ async def _deadline(timeout: float | None) -> AsyncIterator[None]:
         raise
 
 
+def _buffered(io: NegotiationStream) -> int:
+    n = getattr(io, "buffered", 0)
+    return n if isinstance(n, int) else 0
+
+
 async def _run(io: NegotiationStream, engine: _Engine) -> str:
-    """Exchange messages until the engine has agreed on a protocol."""
-    await _write(io, engine.bytes_to_send())
+    """Exchange messages until the engine has agreed on a protocol.
+
+    Output is held back while the next message is already buffered, and written just before a read that
+    would wait (or at the end): a listener whose dialer's header and proposal have arrived answers with its
+    header and the answer in one write. Nothing waits on held-back output, so this cannot deadlock.
+    """
+    out = engine.bytes_to_send()
     while engine.protocol is None:
+        hint = engine.read_hint()
+        if out and _buffered(io) < hint:
+            await _write(io, out)
+            out = b""
         try:
-            data = await io.readexactly(engine.read_hint())
+            data = await io.readexactly(hint)
         except asyncio.IncompleteReadError:
             raise NegotiationError("stream ended during multistream negotiation") from None
         engine.feed(data)
-        await _write(io, engine.bytes_to_send())
+        out += engine.bytes_to_send()
+    await _write(io, out)
     return engine.protocol
 
 
@@ -110,6 +125,12 @@ async def handle_protocol(
 # --- lazy (0-RTT) negotiation --------------------------------------------------------------------------
 
 
+LAZY_CONFIRM_TIMEOUT = 10.0
+"""Seconds a lazily negotiated stream waits for the listener's answer before sending its FIN."""
+
+_resets: set[asyncio.Future[None]] = set()  # resets of refused lazy streams, referenced until done
+
+
 class LazyNegotiatedStream:
     """A muxed stream on which ``protocol`` was proposed without waiting for the answer (0-RTT).
 
@@ -117,17 +138,30 @@ class LazyNegotiatedStream:
     proposal are sent before (and together with) the first write; the first read first consumes and checks
     the listener's header and echo, raising ProtocolNotSupported if it answered ``na``. Everything else is
     forwarded to the wrapped stream, so this is itself a :class:`MuxedStream`.
+
+    With ``verify_in_background`` the answer is also checked without a read: a task started by the first
+    write (or ``close_write``) reads the header and echo as soon as they arrive, and resets the stream if the
+    listener refused, so a write-only protocol learns of the refusal too (its next write fails).
     """
 
-    __slots__ = ("_engine", "_lock", "_sent", "_verified", "protocol", "stream")
+    __slots__ = (
+        "_background",
+        "_engine",
+        "_sent",
+        "_verified",
+        "_verifying",
+        "protocol",
+        "stream",
+    )
 
-    def __init__(self, stream: MuxedStream, protocol: str) -> None:
+    def __init__(self, stream: MuxedStream, protocol: str, *, verify_in_background: bool = False) -> None:
         self.stream = stream
         self.protocol = protocol
         self._engine = MultistreamDialer([protocol])
         self._sent = False
         self._verified = False
-        self._lock = asyncio.Lock()
+        self._verifying: asyncio.Task[None] | None = None
+        self._background = verify_in_background
 
     # -- the handshake ----------------------------------------------------------------------------------
     async def flush_handshake(self) -> None:
@@ -135,26 +169,51 @@ class LazyNegotiatedStream:
         if not self._sent:
             self._sent = True
             await self.stream.write(self._engine.bytes_to_send())
+            self._after_send()
+
+    def _after_send(self) -> None:
+        if self._background and self._verifying is None and not self._verified:
+            self._start_verifying()
+
+    def _start_verifying(self) -> asyncio.Task[None]:
+        task = self._verifying = asyncio.ensure_future(self._read_answer())
+        task.add_done_callback(self._verify_done)
+        return task
+
+    def _verify_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()  # retrieved here, whether or not a reader awaits it
+        if self._background and isinstance(exc, (ProtocolNotSupported, NegotiationError)):
+            reset = asyncio.ensure_future(self.stream.reset())
+            _resets.add(reset)
+            reset.add_done_callback(_resets.discard)
+
+    async def _read_answer(self) -> None:
+        if not self._sent:
+            self._sent = True
+            await self.stream.write(self._engine.bytes_to_send())
+        engine = self._engine
+        while engine.protocol is None:
+            try:
+                data = await self.stream.readexactly(engine.read_hint())
+            except asyncio.IncompleteReadError:
+                raise NegotiationError(f"stream ended before {self.protocol} was confirmed") from None
+            try:
+                engine.feed(data)
+            except ProtocolNotSupported:
+                raise ProtocolNotSupported([self.protocol]) from None
+        self._verified = True
 
     async def verify(self) -> None:
         """Read and check the listener's header and echo (done by the first read)."""
         if self._verified:
             return
-        async with self._lock:
-            if self._verified:
-                return
-            await self.flush_handshake()
-            engine = self._engine
-            while engine.protocol is None:
-                try:
-                    data = await self.stream.readexactly(engine.read_hint())
-                except asyncio.IncompleteReadError:
-                    raise NegotiationError(f"stream ended before {self.protocol} was confirmed") from None
-                try:
-                    engine.feed(data)
-                except ProtocolNotSupported:
-                    raise ProtocolNotSupported([self.protocol]) from None
-            self._verified = True
+        task = self._verifying
+        if task is None:
+            task = self._start_verifying()
+        # shielded: a read cancelled by its caller must not abandon the half-read answer
+        await asyncio.shield(task)
 
     @property
     def negotiated(self) -> bool:
@@ -181,14 +240,30 @@ class LazyNegotiatedStream:
     async def write(self, data: bytes | bytearray | memoryview) -> None:
         if not self._sent:
             self._sent = True
-            data = self._engine.bytes_to_send() + bytes(data)
+            await self.stream.write(self._engine.bytes_to_send())
+            self._after_send()
         await self.stream.write(data)
+
+    async def _confirm_before_fin(self) -> None:
+        """Wait (bounded) for the listener's answer before our FIN: some listeners (js-libp2p 3.x) drop the
+        data that arrived with the proposal when the FIN comes before their handler reads it."""
+        if not self._sent or self._verified:
+            return
+        try:
+            async with asyncio.timeout(LAZY_CONFIRM_TIMEOUT):
+                await self.verify()
+        except TimeoutError:
+            await self.stream.reset()
+            raise DeadlineExceeded("multistream negotiation", LAZY_CONFIRM_TIMEOUT) from None
 
     async def close_write(self) -> None:
         await self.flush_handshake()
+        await self._confirm_before_fin()
         await self.stream.close_write()
 
     async def close(self) -> None:
+        with contextlib.suppress(Libp2pError, asyncio.IncompleteReadError):
+            await self._confirm_before_fin()  # a refused or broken stream is closed all the same
         await self.stream.close()
 
     async def reset(self, code: int = 0) -> None:
