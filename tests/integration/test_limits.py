@@ -24,6 +24,7 @@ async def test_stream_flood_is_refused_and_host_keeps_serving() -> None:
             hold = asyncio.Event()
 
             async def holding(stream: aiolibp2p.Stream) -> None:
+                await stream.write(await stream.readexactly(1))
                 await hold.wait()
                 await stream.close()
 
@@ -33,10 +34,13 @@ async def test_stream_flood_is_refused_and_host_keeps_serving() -> None:
             await other.connect(server.full_addrs()[0])
 
             async def attempt() -> bool:
+                # Served means one byte there and back: a stream opened lazily (0-RTT) learns of a refusal
+                # on first use rather than from new_stream.
                 try:
-                    await flooder.new_stream(peer, ["/hold/1.0.0"], timeout=5)
-                    return True
-                except Libp2pError:
+                    s = await flooder.new_stream(peer, ["/hold/1.0.0"], timeout=5)
+                    await s.write(b"x")
+                    return await s.readexactly(1, timeout=5) == b"x"
+                except (Libp2pError, asyncio.IncompleteReadError):
                     return False
 
             results = await asyncio.gather(*(attempt() for _ in range(200)))

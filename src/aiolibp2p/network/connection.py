@@ -197,11 +197,25 @@ class Connection:
         return self.muxed.num_streams
 
     # -- operations -------------------------------------------------------------------------------------
+    def received_within(self, seconds: float) -> bool:
+        """True if the muxer got bytes from the peer in the last ``seconds`` (False when it cannot tell)."""
+        last = getattr(self.muxed, "last_rx", None)
+        return isinstance(last, float) and asyncio.get_running_loop().time() - last <= seconds
+
     async def open_stream(
-        self, protocols: Sequence[str], *, timeout: float, on_done: Callable[[Stream], None] | None = None
+        self,
+        protocols: Sequence[str],
+        *,
+        timeout: float,
+        on_done: Callable[[Stream], None] | None = None,
+        lazy: bool = False,
     ) -> Stream:
-        """Open a muxed stream and negotiate one of ``protocols`` on it, all within ``timeout`` seconds."""
-        from ..multistream import select_protocol
+        """Open a muxed stream and negotiate one of ``protocols`` on it, all within ``timeout`` seconds.
+
+        ``lazy``: propose ``protocols[0]`` without waiting for the answer (the peer is known to support it);
+        the proposal leaves with the first write, and the answer is checked by the first read or, failing
+        that, in the background (a refusal resets the stream)."""
+        from ..multistream import LazyNegotiatedStream, select_protocol
 
         if self.is_closed():
             raise ConnectionClosed(
@@ -211,7 +225,11 @@ class Connection:
         try:
             async with asyncio.timeout(timeout):
                 ms = await self.muxed.open_stream()
-                proto = await select_protocol(ms, list(protocols))
+                if lazy:
+                    proto = protocols[0]
+                    ms = LazyNegotiatedStream(ms, proto, verify_in_background=True)
+                else:
+                    proto = await select_protocol(ms, list(protocols))
         except TimeoutError:
             if ms is not None:
                 await ms.reset()

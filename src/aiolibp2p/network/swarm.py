@@ -112,6 +112,11 @@ class SwarmConfig:
     """Seconds a remote has to negotiate a protocol on a stream it opened."""
     max_negotiating_inbound_streams: int = 128
     """Inbound streams per connection still negotiating their protocol; excess are reset."""
+    lazy_negotiation_max_idle: float = 0.5
+    """Open a stream with lazy (0-RTT) protocol negotiation, as go-libp2p does, when the peerstore says the peer
+    supports the protocol, it is the peer's only connection, and it received bytes within this many seconds.
+    Otherwise the open is negotiated in full, so that a silently dead connection among several is found by
+    the open itself (probed, closed) and the stream fails over to another. 0 disables lazy opens."""
     stream_probe_delay: float = 1.0
     """If opening a stream takes longer than this, the connection is probed with a muxer ping meanwhile."""
     liveness_check_timeout: float = 2.0
@@ -603,6 +608,16 @@ class Swarm:
     ) -> Connection:
         """Happy eyeballs: start the ranked addresses staggered; the first upgraded connection wins, the others
         are cancelled (their half-made connections aborted, so the listener sees them go)."""
+        if len(ranked) == 1:  # nothing to race: dial inline (no attempt task, no wait set)
+            addr = ranked[0]
+            try:
+                conn = await self._dial_addr(peer, addr)
+            except Exception as e:
+                errors[str(addr)] = e
+                self._backoff.failed(peer, addr)
+                raise DialError(f"failed to dial {peer} on 1 address(es)", errors) from None
+            self._backoff.clear(peer)
+            return conn
         sem = asyncio.Semaphore(self.config.max_parallel_dials)
         stagger = self.config.dial_addr_stagger
         race = _RaceState()
@@ -747,6 +762,24 @@ class Swarm:
         with a muxer ping meanwhile, so a silently dead connection is closed (and the caller fails over) long
         before the caller's deadline."""
         scope = self.resources.open_stream(conn.scope, conn.remote_peer, Direction.OUTBOUND)
+        max_idle = self.config.lazy_negotiation_max_idle
+        if (
+            max_idle > 0
+            and conn.received_within(max_idle)
+            and len(self.connections(conn.remote_peer)) == 1
+        ):
+            known = self.peerstore.supports(conn.remote_peer, protocols)
+            if known:
+                try:
+                    stream = await conn.open_stream(
+                        known[:1], timeout=timeout, on_done=self._stream_done, lazy=True
+                    )
+                except BaseException:
+                    scope.done()
+                    raise
+                stream.scope = scope
+                scope.set_protocol(stream.protocol)
+                return stream
         task = asyncio.ensure_future(conn.open_stream(protocols, timeout=timeout, on_done=self._stream_done))
         probe: asyncio.Future[None] | None = None
         try:

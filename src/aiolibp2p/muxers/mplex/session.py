@@ -67,6 +67,7 @@ class MplexSession(MuxerSession[StreamKey, MplexStream, MplexEngine]):
         self.config = config if config is not None else MplexConfig()
         self.is_initiator = is_initiator
         super().__init__(reader.pipe, MplexEngine(self.config))
+        self._last_rx = self._loop.time()
         reader.hand_over(self)
 
     # -- MuxedConnection --------------------------------------------------------------------------------
@@ -86,9 +87,15 @@ class MplexSession(MuxerSession[StreamKey, MplexStream, MplexEngine]):
         self._close_locally(code)
 
     # -- PipeReceiver -----------------------------------------------------------------------------------
+    @property
+    def last_rx(self) -> float:
+        """Loop time at which bytes last arrived from the peer (the session's start before any did)."""
+        return self._last_rx
+
     def pipe_data_received(self, data: bytes) -> None:
         if self._closed:
             return
+        self._last_rx = self._loop.time()
         streams = self._streams
         for ev in self._engine.receive_data(data):
             if isinstance(ev, DataReceived):

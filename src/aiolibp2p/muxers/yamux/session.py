@@ -130,6 +130,11 @@ class YamuxSession(MuxerSession[int, YamuxStream, YamuxEngine]):
         self._engine.go_away(code)
         self._close_locally(code)
 
+    @property
+    def last_rx(self) -> float:
+        """Loop time at which bytes last arrived from the peer (the session's start before any did)."""
+        return self._last_rx
+
     # -- PipeReceiver -----------------------------------------------------------------------------------
     def pipe_data_received(self, data: bytes) -> None:
         if self._closed:
