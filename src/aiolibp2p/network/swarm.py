@@ -763,11 +763,7 @@ class Swarm:
         before the caller's deadline."""
         scope = self.resources.open_stream(conn.scope, conn.remote_peer, Direction.OUTBOUND)
         max_idle = self.config.lazy_negotiation_max_idle
-        if (
-            max_idle > 0
-            and conn.received_within(max_idle)
-            and len(self.connections(conn.remote_peer)) == 1
-        ):
+        if max_idle > 0 and conn.received_within(max_idle) and len(self.connections(conn.remote_peer)) == 1:
             known = self.peerstore.supports(conn.remote_peer, protocols)
             if known:
                 try:
