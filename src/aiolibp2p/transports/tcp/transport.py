@@ -89,12 +89,8 @@ class TcpPipe(asyncio.Protocol):
         # uvloop's transports do not subclass asyncio.Transport, hence the cast rather than a check.
         self._transport = cast(asyncio.Transport, transport)
         transport = self._transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
+        # TCP_NODELAY: both asyncio and uvloop set it on every TCP transport they make (asking for the socket
+        # object to set it again cost ~45 us per connection on uvloop).
         transport.set_write_buffer_limits(
             high=self._config.write_high_water, low=self._config.write_low_water
         )
