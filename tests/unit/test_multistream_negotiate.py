@@ -21,6 +21,7 @@ from aiolibp2p.exceptions import (
 from aiolibp2p.multistream import (
     MAX_NA_ATTEMPTS,
     LazyNegotiatedStream,
+    LazySelectReader,
     handle_protocol,
     select_protocol,
     select_protocol_lazy,
@@ -328,3 +329,33 @@ async def test_listener_writes_header_at_once_when_nothing_is_buffered() -> None
         d.write(HEADER + encode_message("/x/1"))
         assert await task == "/x/1"
         assert await d.readexactly(len(encode_message("/x/1"))) == encode_message("/x/1")
+
+
+async def test_lazy_select_reader_sends_proposal_and_first_message_together() -> None:
+    """Multistream "V1Lazy" on a raw pipe: the dialer's header, proposal and first protocol message leave
+    before any answer; the listener negotiates and finds the message buffered; the dialer's first read
+    checks the echo and then returns the protocol's answer."""
+    a, b = memory_pipe_pair()
+    dialer = LazySelectReader(a, "/noise")
+    dialer.write(b"\x00\x02m1")  # the security handshake's first message, not waiting
+    listener = PipeReader(b)
+    async with asyncio.timeout(T):
+        assert await handle_protocol(listener, ["/noise", "/tls/1.0.0"]) == "/noise"
+        assert await listener.readexactly(4) == b"\x00\x02m1"
+        listener.write(b"m2")
+        assert not dialer.confirmed
+        assert await dialer.readexactly(2) == b"m2"
+        assert dialer.confirmed
+
+
+async def test_lazy_select_reader_refused_raises_protocol_not_supported() -> None:
+    a, b = memory_pipe_pair()
+    dialer = LazySelectReader(a, "/noise")
+    listener = PipeReader(b)
+    async with asyncio.timeout(T):
+        task = asyncio.ensure_future(handle_protocol(listener, ["/tls/1.0.0"]))
+        with pytest.raises(ProtocolNotSupported):
+            await dialer.readexactly(1)
+        b.abort()
+        with pytest.raises((NegotiationError, ConnectionClosed)):
+            await task

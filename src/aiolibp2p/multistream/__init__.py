@@ -10,6 +10,7 @@ from .engine import (
 )
 from .negotiate import (
     LazyNegotiatedStream,
+    LazySelectReader,
     NegotiationStream,
     handle_protocol,
     select_protocol,
@@ -21,6 +22,7 @@ __all__ = [
     "MAX_NA_ATTEMPTS",
     "MULTISTREAM_PROTOCOL_ID",
     "LazyNegotiatedStream",
+    "LazySelectReader",
     "MultistreamDialer",
     "MultistreamListener",
     "NegotiationStream",

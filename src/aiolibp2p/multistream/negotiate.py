@@ -18,11 +18,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequ
 from typing import Protocol
 
 from ..core.interfaces import Direction, MuxedStream
+from ..core.pipe import Pipe, PipeReader
 from ..exceptions import DeadlineExceeded, Libp2pError, NegotiationError, ProtocolNotSupported
 from .engine import MultistreamDialer, MultistreamListener, _Engine
 
 __all__ = [
     "LazyNegotiatedStream",
+    "LazySelectReader",
     "NegotiationStream",
     "handle_protocol",
     "select_protocol",
@@ -282,3 +284,40 @@ async def select_protocol_lazy(stream: MuxedStream, protocol: str) -> LazyNegoti
     lazy = LazyNegotiatedStream(stream, protocol)
     await lazy.flush_handshake()
     return lazy
+
+
+class LazySelectReader(PipeReader):
+    """A :class:`PipeReader` for a raw connection on which the dialer proposed ``protocol`` without waiting
+    (multistream "V1Lazy", as rust-libp2p dials with a single security protocol): the header and proposal are
+    written at once, the protocol's own first message can follow in the same packet, and the first read
+    consumes and checks the listener's header and echo (ProtocolNotSupported on ``na``)."""
+
+    __slots__ = ("_pending_engine",)
+
+    def __init__(self, pipe: Pipe, protocol: str) -> None:
+        super().__init__(pipe)
+        engine = MultistreamDialer([protocol])
+        self._pending_engine: MultistreamDialer | None = engine
+        self.write(engine.bytes_to_send())
+
+    async def _confirm(self) -> None:
+        engine = self._pending_engine
+        assert engine is not None
+        while engine.protocol is None:
+            engine.feed(await super().readexactly(engine.read_hint()))
+        self._pending_engine = None
+
+    async def readexactly(self, n: int) -> bytes:
+        if self._pending_engine is not None:
+            await self._confirm()
+        return await super().readexactly(n)
+
+    async def read_some(self, max_bytes: int = 65536) -> bytes:
+        if self._pending_engine is not None:
+            await self._confirm()
+        return await super().read_some(max_bytes)
+
+    @property
+    def confirmed(self) -> bool:
+        """True once the listener's echo has been read and checked."""
+        return self._pending_engine is None

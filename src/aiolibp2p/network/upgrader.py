@@ -15,7 +15,7 @@ from ..core.interfaces import Direction, MuxedConnection, MuxerFactory, SecureSe
 from ..core.pipe import Pipe, PipeReader
 from ..crypto.peer_id import PeerId
 from ..exceptions import DeadlineExceeded, GaterRefused, HandshakeError
-from ..multistream import handle_protocol, select_protocol
+from ..multistream import LazySelectReader, handle_protocol, select_protocol
 from .gater import ConnectionGater
 
 
@@ -25,6 +25,10 @@ class UpgraderConfig:
     """Seconds for security negotiation plus the handshake."""
     muxer_timeout: float = 10.0
     """Seconds for muxer negotiation after the secure channel is up."""
+    lazy_security: bool = True
+    """With a single security protocol configured, a dialer proposes it and starts its handshake without
+    waiting for the listener's echo (multistream "V1Lazy", as rust-libp2p dials): one round trip less. The echo
+    is checked before the handshake's first answer is read; a listener without the protocol fails the dial."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,11 +67,15 @@ class Upgrader:
     async def _upgrade(self, pipe: Pipe, direction: Direction, remote_peer: PeerId | None) -> Upgraded:
         outbound = direction is Direction.OUTBOUND
         cfg = self.config
-        reader = PipeReader(pipe)
+        lazy = outbound and cfg.lazy_security and len(self.security_order) == 1
+        reader = LazySelectReader(pipe, self.security_order[0]) if lazy else PipeReader(pipe)
         try:
             async with asyncio.timeout(cfg.security_timeout):
                 if outbound:
-                    proto = await select_protocol(reader, self.security_order)
+                    if lazy:
+                        proto = self.security_order[0]
+                    else:
+                        proto = await select_protocol(reader, self.security_order)
                     session = await self.security[proto].secure_outbound(
                         reader, remote_peer, self.muxer_order
                     )
