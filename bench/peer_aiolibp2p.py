@@ -32,6 +32,7 @@ from aiolibp2p.protocols.perf import handle_perf
 
 PING_ID = "/ipfs/ping/1.0.0"
 MUXERS = ["/yamux/1.0.0"]
+SECURITY = ["noise"]  # the stack the tables name: TCP + Noise + yamux (one security protocol: lazy select)
 BLOCK = 256 * 1024
 _ZEROS = memoryview(bytes(BLOCK))
 # the listener must keep every benchmark connection: no trimming by the connection manager
@@ -55,7 +56,7 @@ async def stdin_eof(limit: float) -> None:
 
 
 async def server(args: argparse.Namespace) -> None:
-    host = new_host(listen=["/ip4/127.0.0.1/tcp/0"], muxers=MUXERS, conn_manager=NO_TRIM)
+    host = new_host(listen=["/ip4/127.0.0.1/tcp/0"], muxers=MUXERS, security=SECURITY, conn_manager=NO_TRIM)
     async with host:
         host.set_stream_handler(PERF_ID, handle_perf)  # ping is on by default
         emit({"event": "listening", "addr": str(host.full_addrs()[0]), "pid": os.getpid()})
@@ -80,7 +81,7 @@ async def perf_one(host, peer, upload: int, download: int) -> None:  # type: ign
 
 
 async def perf(args: argparse.Namespace) -> None:
-    async with new_host(listen=[], muxers=MUXERS) as host:
+    async with new_host(listen=[], muxers=MUXERS, security=SECURITY) as host:
         peer = await host.connect(args.addr)
         s = args.streams
         t0 = time.perf_counter()
@@ -100,7 +101,7 @@ async def ping_roundtrip(stream) -> None:  # type: ignore[no-untyped-def]
 
 async def dial(args: argparse.Namespace) -> None:
     samples = []
-    async with new_host(listen=[], muxers=MUXERS) as host, asyncio.timeout(args.timeout):
+    async with new_host(listen=[], muxers=MUXERS, security=SECURITY) as host, asyncio.timeout(args.timeout):
         for _ in range(args.count):
             t0 = time.perf_counter()
             peer = await host.connect(args.addr, new_connection=True)
@@ -114,7 +115,7 @@ async def dial(args: argparse.Namespace) -> None:
 
 async def ping(args: argparse.Namespace) -> None:
     samples = []
-    async with new_host(listen=[], muxers=MUXERS) as host, asyncio.timeout(args.timeout):
+    async with new_host(listen=[], muxers=MUXERS, security=SECURITY) as host, asyncio.timeout(args.timeout):
         peer = await host.connect(args.addr)
         stream = await host.new_stream(peer, [PING_ID])
         for _ in range(10):  # warm up
@@ -128,7 +129,9 @@ async def ping(args: argparse.Namespace) -> None:
 
 
 async def conns(args: argparse.Namespace) -> None:
-    hosts = [new_host(listen=[], muxers=MUXERS, conn_manager=NO_TRIM) for _ in range(args.count)]
+    hosts = [
+        new_host(listen=[], muxers=MUXERS, security=SECURITY, conn_manager=NO_TRIM) for _ in range(args.count)
+    ]
     for h in hosts:
         await h.start()
     sem = asyncio.Semaphore(args.concurrency)
