@@ -154,11 +154,16 @@ class _Engine:
         """
         if self.done:
             return 0
+        buf = self._buf
+        if not buf:
+            return 1
+        if buf[0] < 0x80:  # a one-byte length prefix: every multistream message below 128 bytes
+            return 1 + buf[0] - len(buf)
         try:
-            n, pos = decode_uvarint(self._buf)
+            n, pos = decode_uvarint(buf)
         except IncompleteVarint:
             return 1
-        return pos + n - len(self._buf)
+        return pos + n - len(buf)
 
     def feed(self, data: bytes | bytearray | memoryview) -> FeedResult:
         """Process received bytes; see :class:`FeedResult`.
@@ -187,6 +192,12 @@ class _Engine:
         """Move bytes of one message from ``view[pos:]`` into the buffer. Returns the position after the
         message, or -1 if the data ended first (everything was buffered)."""
         buf = self._buf
+        if not buf and pos < len(view) and view[pos] < 0x80:
+            # Fast path: a one-byte length prefix at a message boundary.
+            end = pos + 1 + view[pos]
+            if end <= len(view):
+                buf += view[pos:end]
+                return end
         while True:
             try:
                 n, start = decode_uvarint(buf)
@@ -214,8 +225,9 @@ class _Engine:
 
     def _finish_message(self) -> str:
         """Decode the complete message in the buffer and clear it."""
-        _, start = decode_uvarint(self._buf)
-        payload = bytes(self._buf[start:])
+        buf = self._buf
+        start = 1 if buf[0] < 0x80 else decode_uvarint(buf)[1]
+        payload = bytes(buf[start:])
         self._buf.clear()
         if not payload.endswith(b"\n"):
             raise NegotiationError(f"multistream message {payload[:64]!r} does not end with a newline")
