@@ -50,6 +50,9 @@ log = logging.getLogger(__name__)
 StreamHandler = Callable[[Stream], Awaitable[None]]
 
 
+_TRANSPORT_CACHE_SIZE = 4096  # addresses whose dialing transport is remembered (cleared when full)
+
+
 class CapableConnection(Protocol):
     """What a capable transport (QUIC, WebRTC) yields: already authenticated and multiplexed, so the
     upgrader is skipped. It stands in for both the ``Upgraded`` result (``session``, ``muxed``, ``muxer``)
@@ -228,6 +231,7 @@ class Swarm:
         self.config = config or SwarmConfig()
         self.gater = gater or ConnectionGater()
         self._conns: dict[PeerId, list[Connection]] = {}
+        self._dial_transport_cache: dict[tuple[Multiaddr, int], AnyTransport | None] = {}
         self._listeners: list[tuple[Multiaddr, object]] = []
         self._dials: dict[PeerId, asyncio.Task[Connection]] = {}
         self._tasks: set[asyncio.Task[object]] = set()
@@ -258,10 +262,21 @@ class Swarm:
 
     # -- listening ----------------------------------------------------------------------------------------------------
     def _transport_for(self, addr: Multiaddr, *, listen: bool) -> AnyTransport | None:
+        if not listen:
+            cache = self._dial_transport_cache
+            key = (addr, len(self.transports))
+            if key in cache:
+                return cache[key]
+        found: AnyTransport | None = None
         for t in self.transports:
             if t.can_listen(addr) if listen else t.can_dial(addr):
-                return t
-        return None
+                found = t
+                break
+        if not listen:
+            if len(cache) >= _TRANSPORT_CACHE_SIZE:
+                cache.clear()
+            cache[key] = found
+        return found
 
     async def listen(self, addrs: Iterable[Multiaddr | str]) -> list[Multiaddr]:
         bound: list[Multiaddr] = []
