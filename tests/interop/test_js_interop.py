@@ -110,3 +110,37 @@ async def test_we_see_js_close_quickly() -> None:
             async with asyncio.timeout(1.0):
                 await gone.wait()
             assert host.connections() == []
+
+
+@pytest.mark.parametrize("security", ["noise", "tls"])
+async def test_lazy_security_and_lazy_streams_with_js(security: str) -> None:
+    """One security protocol configured: our dialer proposes it and starts its handshake in the same packet
+    (multistream V1Lazy); after identify, streams to js are opened lazily, and data sent with the proposal
+    and closed at once (FIN) still reaches the js handler (the FIN waits for js's answer)."""
+    from aiolibp2p.multistream import LazyNegotiatedStream
+
+    async with asyncio.timeout(60):
+        async with (
+            JsPeer(security="both") as js,
+            aiolibp2p.new_host(listen=[], security=[security]) as host,
+        ):
+            peer = await host.connect(js.addr)
+            (conn,) = host.connections(peer)
+            assert conn.security == {"noise": "/noise", "tls": "/tls/1.0.0"}[security]
+            await host.identify(peer)
+            for size in (0, 1, 100_000):
+                s = await host.new_stream(peer, [ECHO])
+                assert isinstance(s._inner, LazyNegotiatedStream)
+                assert await echo_roundtrip(s, size) == size
+            assert await host.ping(peer) < 2
+
+
+async def test_lazy_security_refused_by_js_is_a_clear_error() -> None:
+    from aiolibp2p.exceptions import DialError, ProtocolNotSupported
+
+    async with asyncio.timeout(60):
+        async with JsPeer(security="noise") as js, aiolibp2p.new_host(listen=[], security=["tls"]) as host:
+            with pytest.raises(DialError) as ei:
+                await host.connect(js.addr)
+            (err,) = ei.value.errors.values()
+            assert isinstance(err, ProtocolNotSupported)
