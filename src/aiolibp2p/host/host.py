@@ -16,6 +16,7 @@ from ..crypto.peer_id import PeerId
 from ..exceptions import DialError
 from ..multiaddr import Multiaddr
 from ..network import events as ev
+from ..network import peerstore as peerstore_mod
 from ..network.connection import Connection, Stream
 from ..network.connmgr import ConnectionManager, ConnManagerConfig
 from ..network.gater import ConnectionGater
@@ -162,6 +163,7 @@ class Host:
         self.identify_service = IdentifyService(self, agent_version=agent_version, timeout=identify_timeout)
         self.ping_service = PingService(self, timeout=ping_timeout)
         self._tasks: set[asyncio.Future[Any]] = set()
+        self._peerstore_gc_handle: asyncio.TimerHandle | None = None
         self._started = False
         self.is_closed = False
 
@@ -173,6 +175,9 @@ class Host:
         self.conn_manager.start()
         self.identify_service.start()
         self.ping_service.start()
+        self._peerstore_gc_handle = asyncio.get_running_loop().call_later(
+            peerstore_mod.GC_INTERVAL, self._peerstore_gc
+        )
         try:
             addrs = self._listen_requested
             if self._listen_is_default:
@@ -188,6 +193,9 @@ class Host:
         if self.is_closed:
             return
         self.is_closed = True
+        if self._peerstore_gc_handle is not None:
+            self._peerstore_gc_handle.cancel()
+            self._peerstore_gc_handle = None
         self.identify_service.close()
         await self.swarm.close()
         for t in list(self._tasks):
@@ -203,6 +211,16 @@ class Host:
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close()
+
+    def _peerstore_gc(self) -> None:
+        """Forget unconnected peers whose addresses all expired (bounded peerstore); runs every GC_INTERVAL."""
+        self._peerstore_gc_handle = None
+        if self.is_closed:
+            return
+        self.peerstore.gc(lambda p: bool(self.swarm.connections(p)))
+        self._peerstore_gc_handle = asyncio.get_running_loop().call_later(
+            peerstore_mod.GC_INTERVAL, self._peerstore_gc
+        )
 
     def _track(self, fut: asyncio.Future[Any]) -> None:
         self._tasks.add(fut)

@@ -7,7 +7,7 @@ Bounded: addresses and protocols per peer are capped (named limits); expired add
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..crypto.keys import PublicKey
@@ -23,6 +23,11 @@ DEFAULT_ADDR_TTL = 60 * 60.0
 MAX_ADDRS_PER_PEER = 64
 MAX_PROTOCOLS_PER_PEER = 256
 MAX_PROTOCOL_ID_LENGTH = 1024
+MAX_PEERS = 10_000
+"""Peers remembered at most. Beyond it, :meth:`Peerstore.gc` forgets peers that are not kept (connected),
+those whose addresses expire soonest first."""
+GC_INTERVAL = 60.0
+"""Seconds between the host's peerstore sweeps (forgetting unconnected peers whose addresses all expired)."""
 
 
 class Peerstore:
@@ -138,3 +143,30 @@ class Peerstore:
     def remove_peer(self, peer: PeerId) -> None:
         for d in (self._addrs, self._keys, self._protocols, self._meta, self._records):
             d.pop(peer, None)
+
+    def gc(self, keep: Callable[[PeerId], bool] = lambda _p: False, *, max_peers: int = MAX_PEERS) -> int:
+        """Forget what we know of peers that ``keep`` does not protect (the host keeps connected peers) and
+        whose addresses have all expired (as go-libp2p's peerstore does); then, while more than
+        ``max_peers`` remain, forget unprotected peers whose addresses expire soonest. Returns how many
+        peers were forgotten."""
+        now = self._clock()
+        removed = 0
+        candidates: list[tuple[float, PeerId]] = []
+        for peer in self.peers():
+            if keep(peer):
+                continue
+            book = self._addrs.get(peer)
+            latest = max(book.values(), default=0.0) if book else 0.0
+            if latest < now:
+                self.remove_peer(peer)
+                removed += 1
+            else:
+                self._gc(peer)
+                candidates.append((latest, peer))
+        excess = len(self.peers()) - max_peers
+        if excess > 0:
+            candidates.sort(key=lambda c: c[0])
+            for _, peer in candidates[:excess]:
+                self.remove_peer(peer)
+                removed += 1
+        return removed
