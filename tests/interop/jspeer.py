@@ -42,6 +42,28 @@ ECHO_PROTOCOL = "/echo/1.0.0"
 
 EventPredicate = str | Callable[[dict[str, Any]], bool]
 
+# --transport values of the js peer and what each listens on
+_TRANSPORTS = {
+    "tcp": ("tcp",),
+    "ws": ("ws",),
+    "quic": ("quic",),
+    "both": ("tcp", "ws"),
+    "all": ("tcp", "ws", "quic"),
+}
+_LOOPBACK_LISTEN = {
+    "tcp": "/ip4/127.0.0.1/tcp/0",
+    "ws": "/ip4/127.0.0.1/tcp/0/ws",
+    "quic": "/ip4/127.0.0.1/udp/0/quic-v1",
+}
+
+
+def transport_of(addr: str) -> str:
+    """The transport of a listen address: "tcp", "ws" or "quic"."""
+    parts = addr.split("/")
+    if "quic-v1" in parts:
+        return "quic"
+    return "ws" if "ws" in parts or "wss" in parts else "tcp"
+
 
 class JsPeerError(Exception):
     """A js peer command failed, timed out, or the process died."""
@@ -98,8 +120,8 @@ class JsPeer:
     ) -> None:
         if muxer not in ("yamux", "mplex", "both"):
             raise ValueError(f"muxer must be yamux, mplex or both, not {muxer!r}")
-        if transport not in ("tcp", "ws", "both"):
-            raise ValueError(f"transport must be tcp, ws or both, not {transport!r}")
+        if transport not in _TRANSPORTS:
+            raise ValueError(f"transport must be one of {', '.join(_TRANSPORTS)}, not {transport!r}")
         if security not in ("noise", "tls", "both", "tls-noise"):
             raise ValueError(f"security must be noise, tls, both or tls-noise, not {security!r}")
         self.muxer = muxer
@@ -114,10 +136,8 @@ class JsPeer:
         if security != "noise":
             args += ["--security", security]
         if listen is True:
-            if transport in ("tcp", "both"):
-                args += ["--listen", "/ip4/127.0.0.1/tcp/0"]
-            if transport in ("ws", "both"):
-                args += ["--listen", "/ip4/127.0.0.1/tcp/0/ws"]
+            for kind in _TRANSPORTS[transport]:
+                args += ["--listen", _LOOPBACK_LISTEN[kind]]
         elif listen is False:
             args += ["--no-listen"]
         else:
@@ -158,10 +178,9 @@ class JsPeer:
         await self.close()
 
     def addr_of(self, transport: str) -> str:
-        """The first listen address (with /p2p/<peer id>) of ``transport``: "tcp" or "ws"."""
+        """The first listen address (with /p2p/<peer id>) of ``transport``: "tcp", "ws" or "quic"."""
         for a in self.addrs:
-            is_ws = "/ws/" in a or "/wss/" in a or a.endswith(("/ws", "/wss"))
-            if (transport == "ws") == is_ws:
+            if transport_of(a) == transport:
                 return a
         raise JsPeerError(f"{self.name} has no {transport} listen address: {self.addrs}")
 

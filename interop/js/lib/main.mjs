@@ -17,10 +17,22 @@ import { attachPubsub, pubsubService } from './pubsub.mjs'
 import { describeConnection, emit, log, setVerbose } from './output.mjs'
 
 const USAGE = `usage: node peer.mjs [--listen MA]... [--no-listen] [--muxer yamux|mplex|both]
-                    [--transport tcp|ws|both] [--security noise|tls|both|tls-noise]
+                    [--transport tcp|ws|quic|both|all] [--security noise|tls|both|tls-noise]
                     [--private-key HEX] [--no-connection-monitor] [--no-yamux-keepalive]
-                    [--mplex-disconnect-threshold N] [--verbose]
+                    [--mplex-disconnect-threshold N] [--quic-keepalive-ms N]
+                    [--quic-idle-timeout-ms N] [--verbose]
                     [--pubsub gossipsub|floodsub] [--pubsub-msgid go|js]`
+
+const TCP_LISTEN = '/ip4/127.0.0.1/tcp/0'
+const WS_LISTEN = '/ip4/127.0.0.1/tcp/0/ws'
+const QUIC_LISTEN = '/ip4/127.0.0.1/udp/0/quic-v1'
+const DEFAULT_LISTEN = {
+  tcp: [TCP_LISTEN],
+  ws: [WS_LISTEN],
+  quic: [QUIC_LISTEN],
+  both: [TCP_LISTEN, WS_LISTEN],
+  all: [TCP_LISTEN, WS_LISTEN, QUIC_LISTEN]
+}
 
 function parseOptions (argv) {
   const { values } = parseArgs({
@@ -35,6 +47,8 @@ function parseOptions (argv) {
       'no-connection-monitor': { type: 'boolean', default: false },
       'no-yamux-keepalive': { type: 'boolean', default: false },
       'mplex-disconnect-threshold': { type: 'string' },
+      'quic-keepalive-ms': { type: 'string' },
+      'quic-idle-timeout-ms': { type: 'string' },
       verbose: { type: 'boolean', default: false },
       pubsub: { type: 'string' },
       'pubsub-msgid': { type: 'string', default: 'go' },
@@ -49,18 +63,13 @@ function parseOptions (argv) {
   if (!['yamux', 'mplex', 'both'].includes(values.muxer)) {
     throw new Error(`--muxer must be yamux, mplex or both, not ${values.muxer}\n${USAGE}`)
   }
-  if (!['tcp', 'ws', 'both'].includes(values.transport)) {
-    throw new Error(`--transport must be tcp, ws or both, not ${values.transport}\n${USAGE}`)
+  if (!Object.hasOwn(DEFAULT_LISTEN, values.transport)) {
+    throw new Error(`--transport must be tcp, ws, quic, both (tcp + ws) or all, not ${values.transport}\n${USAGE}`)
   }
   if (!['noise', 'tls', 'both', 'tls-noise'].includes(values.security)) {
     throw new Error(`--security must be noise, tls, both or tls-noise, not ${values.security}\n${USAGE}`)
   }
-  const defaultListen = {
-    tcp: ['/ip4/127.0.0.1/tcp/0'],
-    ws: ['/ip4/127.0.0.1/tcp/0/ws'],
-    both: ['/ip4/127.0.0.1/tcp/0', '/ip4/127.0.0.1/tcp/0/ws']
-  }[values.transport]
-  const listen = values['no-listen'] ? [] : (values.listen ?? defaultListen)
+  const listen = values['no-listen'] ? [] : (values.listen ?? DEFAULT_LISTEN[values.transport])
   return { ...values, listen }
 }
 
@@ -77,14 +86,30 @@ function makeMuxers (opts) {
   }
 }
 
-// @libp2p/websockets and @libp2p/tls are only loaded when asked for (loading
-// @libp2p/tls and its x509 stack takes most of a second on a slow machine)
+// @libp2p/websockets, @chainsafe/libp2p-quic and @libp2p/tls are only loaded
+// when asked for (loading @libp2p/tls and its x509 stack takes most of a
+// second on a slow machine; libp2p-quic loads a native module)
 async function makeTransports (opts) {
-  // @libp2p/websockets 10.x has no address filter of its own; libp2p's Node
-  // connection gater allows everything, so plain ws to 127.0.0.1 is dialable
-  if (opts.transport === 'tcp') return [tcp()]
-  const { webSockets } = await import('@libp2p/websockets')
-  return opts.transport === 'ws' ? [webSockets()] : [tcp(), webSockets()]
+  const t = opts.transport
+  const out = []
+  if (t === 'tcp' || t === 'both' || t === 'all') out.push(tcp())
+  if (t === 'ws' || t === 'both' || t === 'all') {
+    // @libp2p/websockets 10.x has no address filter of its own; libp2p's Node
+    // connection gater allows everything, so plain ws to 127.0.0.1 is dialable
+    const { webSockets } = await import('@libp2p/websockets')
+    out.push(webSockets())
+  }
+  if (t === 'quic' || t === 'all') {
+    // QUIC brings its own TLS and streams: the encrypters and muxers above
+    // are not used on QUIC connections. Defaults: 10 s idle timeout,
+    // keep-alive every 5 s, 256 concurrent streams
+    const { quic } = await import('@chainsafe/libp2p-quic')
+    const options = {}
+    if (opts['quic-keepalive-ms'] != null) options.keepAliveInterval = Number(opts['quic-keepalive-ms'])
+    if (opts['quic-idle-timeout-ms'] != null) options.maxIdleTimeout = Number(opts['quic-idle-timeout-ms'])
+    out.push(quic(options))
+  }
+  return out
 }
 
 async function makeEncrypters (opts) {
