@@ -85,3 +85,23 @@ async def test_quic_preferred_over_tcp_and_wrong_peer_refused() -> None:
             with pytest.raises(DialError) as info:
                 await b.connect(wrong, new_connection=True, timeout=5)
             assert any(isinstance(e, PeerIdMismatch) for e in info.value.errors.values())
+
+
+async def test_quic_dial_dns_name() -> None:
+    """``/dns4/localhost/...`` is resolved, then dialed; a name that does not resolve fails the dial with a
+    DialError, and listening needs an IP."""
+    async with asyncio.timeout(20):
+        async with (
+            aiolibp2p.new_host(listen=[QUIC], transports=["quic"]) as a,
+            aiolibp2p.new_host(listen=[], transports=["quic"]) as b,
+        ):
+            port = quic_addr(a).split("/udp/", 1)[1].split("/", 1)[0]
+            peer = await b.connect(f"/dns4/localhost/udp/{port}/quic-v1/p2p/{a.peer_id}")
+            assert peer == a.peer_id and await b.ping(peer) > 0
+            (conn,) = b.connections(peer)
+            assert str(conn.remote_addr) == f"/ip4/127.0.0.1/udp/{port}/quic-v1"
+            await b.disconnect(peer)
+            with pytest.raises(DialError):
+                await b.connect(f"/dns4/no-such-host.invalid/udp/{port}/quic-v1/p2p/{a.peer_id}")
+            (quic,) = b.swarm.transports
+            assert not quic.can_listen(aiolibp2p.Multiaddr(f"/dns4/localhost/udp/{port}/quic-v1"))

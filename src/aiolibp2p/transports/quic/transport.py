@@ -1,4 +1,5 @@
-"""The QUIC-v1 transport (libp2p ``quic/README.md``): ``/ip4|ip6/<addr>/udp/<port>/quic-v1``.
+"""The QUIC-v1 transport (libp2p ``quic/README.md``): ``/ip4|ip6/<addr>/udp/<port>/quic-v1`` (and
+``/dns|dns4|dns6/<name>/udp/<port>/quic-v1`` for dialing: resolved, then the first address is dialed).
 
 A *capable* transport: what it dials and accepts is already authenticated (libp2p TLS inside QUIC, ALPN
 ``libp2p``) and multiplexed (native QUIC streams), so the swarm skips the upgrader. One UDP socket per
@@ -31,21 +32,47 @@ log = logging.getLogger(__name__)
 CapableHandler = Callable[[QuicConnection], Awaitable[None]]
 
 
-def parse_quic_multiaddr(addr: Multiaddr) -> tuple[str, int]:
-    """``(ip, port)`` of ``/ip4|ip6/<ip>/udp/<port>/quic-v1[/p2p/<id>]``; raises MultiaddrError."""
+_DNS_FAMILIES = {"dns": socket.AF_UNSPEC, "dns4": socket.AF_INET, "dns6": socket.AF_INET6}
+
+
+def _quic_host_port(addr: Multiaddr) -> tuple[str, str, int]:
+    """``(host protocol, host, port)`` of ``/ip4|ip6|dns|dns4|dns6/<host>/udp/<port>/quic-v1[/p2p/<id>]``."""
     items = addr.items()
     if items and items[-1][0] == "p2p":
         items = items[:-1]
     if (
         len(items) != 3
-        or items[0][0] not in ("ip4", "ip6")
+        or items[0][0] not in ("ip4", "ip6", *_DNS_FAMILIES)
         or items[1][0] != "udp"
         or items[2][0] != "quic-v1"
     ):
         raise MultiaddrError(f"not a QUIC-v1 address: {addr}")
     host, port = items[0][1], items[1][1]
     assert host is not None and port is not None
-    return host, int(port)
+    return items[0][0], host, int(port)
+
+
+def parse_quic_multiaddr(addr: Multiaddr) -> tuple[str, int]:
+    """``(ip, port)`` of ``/ip4|ip6/<ip>/udp/<port>/quic-v1[/p2p/<id>]``; raises MultiaddrError."""
+    proto, host, port = _quic_host_port(addr)
+    if proto not in ("ip4", "ip6"):
+        raise MultiaddrError(f"not a QUIC-v1 address with an IP: {addr}")
+    return host, port
+
+
+async def _resolve(proto: str, host: str, port: int, timeout: float) -> str:
+    """The first address ``host`` resolves to in the family ``/dns4`` or ``/dns6`` asks for (any for /dns)."""
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(timeout):
+            infos = await loop.getaddrinfo(host, port, family=_DNS_FAMILIES[proto], type=socket.SOCK_DGRAM)
+    except TimeoutError:
+        raise DialError(f"resolving {host} timed out after {timeout:g} s") from None
+    except OSError as e:
+        raise DialError(f"cannot resolve {host}: {e}") from e
+    if not infos:
+        raise DialError(f"{host} resolves to no address")
+    return str(infos[0][4][0])
 
 
 class QuicListener:
@@ -85,12 +112,17 @@ class QuicTransport:
 
     def can_dial(self, addr: Multiaddr) -> bool:
         try:
-            parse_quic_multiaddr(addr)
+            _quic_host_port(addr)
         except MultiaddrError:
             return False
         return True
 
-    can_listen = can_dial
+    def can_listen(self, addr: Multiaddr) -> bool:
+        try:
+            parse_quic_multiaddr(addr)
+        except MultiaddrError:
+            return False
+        return True
 
     async def _new_endpoint(self, host: str, port: int) -> QuicEndpoint:
         ep = QuicEndpoint(self._cert, self.config, self._reset_key, self._endpoints.discard)
@@ -123,8 +155,11 @@ class QuicTransport:
         return None
 
     async def dial(self, addr: Multiaddr, peer: PeerId | None = None) -> QuicConnection:
-        """Connect and authenticate. ``peer`` (when known) must be the certificate's peer: PeerIdMismatch."""
-        host, port = parse_quic_multiaddr(addr)
+        """Connect and authenticate. ``peer`` (when known) must be the certificate's peer: PeerIdMismatch.
+        A ``/dns*`` name is resolved first (within the handshake timeout) and the first address dialed."""
+        proto, host, port = _quic_host_port(addr)
+        if proto in _DNS_FAMILIES:
+            host = await _resolve(proto, host, port, self.config.handshake_timeout)
         if peer is None:
             pid = addr.get_peer_id()
             peer = PeerId.from_string(pid) if pid is not None else None
