@@ -2,13 +2,14 @@
 
 Usage (run.py does this for you)::
 
-    python bench/peer_aiolibp2p.py server [--no-uvloop]
-    python bench/peer_aiolibp2p.py perf ADDR --upload N --download N [--streams S]
-    python bench/peer_aiolibp2p.py dial ADDR --count N
-    python bench/peer_aiolibp2p.py ping ADDR --count N
+    python bench/peer_aiolibp2p.py [--no-uvloop] server [--transport T]
+    python bench/peer_aiolibp2p.py perf ADDR --upload N --download N [--streams S] [--transport T]
+    python bench/peer_aiolibp2p.py dial ADDR --count N [--transport T]
+    python bench/peer_aiolibp2p.py ping ADDR --count N [--transport T]
     python bench/peer_aiolibp2p.py conns ADDR --count N [--concurrency C]
 
-Stack: TCP + Noise + yamux. The server serves ``/perf/1.0.0`` (the spec's perf protocol, 256 KiB writes) and
+Stack (``--transport``, the same names in every bench peer): ``tcp`` = TCP + Noise + yamux (the default),
+``tcp-tls`` = TCP + TLS 1.3 + yamux, ``ws`` = WebSocket + Noise + yamux, ``quic`` = QUIC-v1. The server serves ``/perf/1.0.0`` (the spec's perf protocol, 256 KiB writes) and
 ``/ipfs/ping/1.0.0``, prints ``{"event": "listening", "addr": ..., "pid": ...}`` and exits on stdin EOF (or
 after ``--lifetime`` seconds). The ``conns`` client opens N connections from N distinct identities (used to
 measure any implementation's listener), prints its result, then holds them until stdin EOF.
@@ -24,6 +25,7 @@ import os
 import struct
 import sys
 import time
+from typing import Any
 
 from aiolibp2p import new_host
 from aiolibp2p.network.connmgr import ConnManagerConfig
@@ -33,6 +35,13 @@ from aiolibp2p.protocols.perf import handle_perf
 PING_ID = "/ipfs/ping/1.0.0"
 MUXERS = ["/yamux/1.0.0"]
 SECURITY = ["noise"]  # the stack the tables name: TCP + Noise + yamux (one security protocol: lazy select)
+# --transport: exactly the stack each table row names, nothing else configured
+STACKS: dict[str, dict[str, Any]] = {
+    "tcp": {"listen": "/ip4/127.0.0.1/tcp/0", "transports": ["tcp"], "security": SECURITY},
+    "tcp-tls": {"listen": "/ip4/127.0.0.1/tcp/0", "transports": ["tcp"], "security": ["tls"]},
+    "ws": {"listen": "/ip4/127.0.0.1/tcp/0/ws", "transports": ["ws"], "security": SECURITY},
+    "quic": {"listen": "/ip4/127.0.0.1/udp/0/quic-v1", "transports": ["quic"], "security": SECURITY},
+}
 BLOCK = 256 * 1024
 _ZEROS = memoryview(bytes(BLOCK))
 # the listener must keep every benchmark connection: no trimming by the connection manager
@@ -55,8 +64,19 @@ async def stdin_eof(limit: float) -> None:
                 pass
 
 
+def make_host(transport: str, *, listen: bool, **kw: Any):  # type: ignore[no-untyped-def]
+    stack = STACKS[transport]
+    return new_host(
+        listen=[stack["listen"]] if listen else [],
+        transports=stack["transports"],
+        security=stack["security"],
+        muxers=MUXERS,
+        **kw,
+    )
+
+
 async def server(args: argparse.Namespace) -> None:
-    host = new_host(listen=["/ip4/127.0.0.1/tcp/0"], muxers=MUXERS, security=SECURITY, conn_manager=NO_TRIM)
+    host = make_host(args.transport, listen=True, conn_manager=NO_TRIM)
     async with host:
         host.set_stream_handler(PERF_ID, handle_perf)  # ping is on by default
         emit({"event": "listening", "addr": str(host.full_addrs()[0]), "pid": os.getpid()})
@@ -81,7 +101,7 @@ async def perf_one(host, peer, upload: int, download: int) -> None:  # type: ign
 
 
 async def perf(args: argparse.Namespace) -> None:
-    async with new_host(listen=[], muxers=MUXERS, security=SECURITY) as host:
+    async with make_host(args.transport, listen=False) as host:
         peer = await host.connect(args.addr)
         s = args.streams
         t0 = time.perf_counter()
@@ -101,7 +121,7 @@ async def ping_roundtrip(stream) -> None:  # type: ignore[no-untyped-def]
 
 async def dial(args: argparse.Namespace) -> None:
     samples = []
-    async with new_host(listen=[], muxers=MUXERS, security=SECURITY) as host, asyncio.timeout(args.timeout):
+    async with make_host(args.transport, listen=False) as host, asyncio.timeout(args.timeout):
         for _ in range(args.count):
             t0 = time.perf_counter()
             peer = await host.connect(args.addr, new_connection=True)
@@ -115,7 +135,7 @@ async def dial(args: argparse.Namespace) -> None:
 
 async def ping(args: argparse.Namespace) -> None:
     samples = []
-    async with new_host(listen=[], muxers=MUXERS, security=SECURITY) as host, asyncio.timeout(args.timeout):
+    async with make_host(args.transport, listen=False) as host, asyncio.timeout(args.timeout):
         peer = await host.connect(args.addr)
         stream = await host.new_stream(peer, [PING_ID])
         for _ in range(10):  # warm up
@@ -174,8 +194,11 @@ def main() -> None:
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("server")
     s.add_argument("--lifetime", type=float, default=3600.0)
+    s.add_argument("--transport", choices=list(STACKS), default="tcp")
     for name in ("perf", "dial", "ping", "conns"):
         c = sub.add_parser(name)
+        if name != "conns":
+            c.add_argument("--transport", choices=list(STACKS), default="tcp")
         c.add_argument("addr")
         c.add_argument("--timeout", type=float, default=120.0)
         c.add_argument("--count", type=int, default=100)

@@ -1,7 +1,9 @@
 """The py-libp2p (PyPI ``libp2p==0.8.1``, trio) side of ``bench/run.py``: server and clients.
 
 Runs in its own venv (``bench/.venv-py-libp2p``, made by run.py). Same commands, arguments and JSON output
-as ``bench/peer_aiolibp2p.py``; stack TCP + Noise + yamux; the server uses py-libp2p's own ``PerfService``
+as ``bench/peer_aiolibp2p.py``, ``--transport`` included: ``tcp`` = TCP + Noise + yamux (default), ``tcp-tls`` =
+TCP + TLS + yamux, ``ws`` = WebSocket + Noise + yamux, ``quic`` = QUIC-v1 (py-libp2p's aioquic-based
+transport); the server uses py-libp2p's own ``PerfService``
 (with 256 KiB writes, like the other two) and its default ``/ipfs/ping/1.0.0`` handler. Connection limits are
 raised (``ConnectionConfig``, the resource manager's ``ConnectionLimits``) so the listener may hold every benchmark connection.
 """
@@ -30,6 +32,15 @@ from libp2p.rcmgr import new_resource_manager
 from libp2p.rcmgr.connection_limits import ConnectionLimits
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.security.tls.transport import PROTOCOL_ID as TLS_ID
+from libp2p.security.tls.transport import TLSTransport
+
+LISTEN = {
+    "tcp": "/ip4/127.0.0.1/tcp/0",
+    "tcp-tls": "/ip4/127.0.0.1/tcp/0",
+    "ws": "/ip4/127.0.0.1/tcp/0/ws",
+    "quic": "/ip4/127.0.0.1/udp/0/quic-v1",
+}
 
 PERF_ID = TProtocol(PROTOCOL_NAME)
 PING_ID = TProtocol("/ipfs/ping/1.0.0")
@@ -42,11 +53,15 @@ def emit(obj: dict[str, object]) -> None:
     sys.stdout.flush()
 
 
-def make_host(listen: bool):  # type: ignore[no-untyped-def]
+def make_host(listen: bool, transport: str = "tcp"):  # type: ignore[no-untyped-def]
     key_pair = create_new_key_pair()
-    noise = NoiseTransport(
-        libp2p_keypair=key_pair, noise_privkey=create_new_x25519_key_pair().private_key, early_data=None
-    )
+    if transport == "tcp-tls":
+        sec_opt = {TLS_ID: TLSTransport(key_pair)}
+    else:
+        noise = NoiseTransport(
+            libp2p_keypair=key_pair, noise_privkey=create_new_x25519_key_pair().private_key, early_data=None
+        )
+        sec_opt = {NOISE_ID: noise}
     cfg = ConnectionConfig(
         max_connections=5000,
         high_watermark=5000,
@@ -54,10 +69,13 @@ def make_host(listen: bool):  # type: ignore[no-untyped-def]
         low_watermark=0,
         max_connections_per_peer=8,
     )
-    addrs = [multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")] if listen else []
+    addrs = [multiaddr.Multiaddr(LISTEN[transport])] if listen else []
     host = new_host(
         key_pair=key_pair,
-        sec_opt={NOISE_ID: noise},
+        sec_opt=sec_opt,
+        enable_quic=transport == "quic",
+        enable_websocket=transport == "ws",
+        enable_tcp=transport != "quic",
         muxer_opt=create_yamux_muxer_option(),
         listen_addrs=addrs,
         connection_config=cfg,
@@ -82,7 +100,7 @@ async def stdin_eof(limit: float) -> None:
 
 
 async def server(args: argparse.Namespace) -> None:
-    host, addrs = make_host(listen=True)
+    host, addrs = make_host(listen=True, transport=args.transport)
     async with host.run(listen_addrs=addrs):
         perf = PerfService(host, {"write_block_size": BLOCK})
         await perf.start()
@@ -124,7 +142,7 @@ async def perf_one(host, peer, upload: int, download: int) -> None:  # type: ign
 
 
 async def perf(args: argparse.Namespace) -> None:
-    host, _ = make_host(listen=False)
+    host, _ = make_host(listen=False, transport=args.transport)
     async with host.run(listen_addrs=[]):
         peer = await _connect(host, args.addr)
         s = args.streams
@@ -152,7 +170,7 @@ async def ping_roundtrip(stream) -> None:  # type: ignore[no-untyped-def]
 
 async def dial(args: argparse.Namespace) -> None:
     samples = []
-    host, _ = make_host(listen=False)
+    host, _ = make_host(listen=False, transport=args.transport)
     async with host.run(listen_addrs=[]):
         with trio.fail_after(args.timeout):
             for _ in range(args.count):
@@ -169,7 +187,7 @@ async def dial(args: argparse.Namespace) -> None:
 
 async def ping(args: argparse.Namespace) -> None:
     samples = []
-    host, _ = make_host(listen=False)
+    host, _ = make_host(listen=False, transport=args.transport)
     async with host.run(listen_addrs=[]):
         with trio.fail_after(args.timeout):
             peer = await _connect(host, args.addr)
@@ -190,8 +208,10 @@ def main() -> None:
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("server")
     s.add_argument("--lifetime", type=float, default=3600.0)
+    s.add_argument("--transport", choices=list(LISTEN), default="tcp")
     for name in ("perf", "dial", "ping"):
         c = sub.add_parser(name)
+        c.add_argument("--transport", choices=list(LISTEN), default="tcp")
         c.add_argument("addr")
         c.add_argument("--timeout", type=float, default=120.0)
         c.add_argument("--count", type=int, default=100)

@@ -4,7 +4,9 @@ Usage::
 
     python bench/run.py [--quick] [--only NAME[,NAME...]] [--impls aiolibp2p,py-libp2p,js-libp2p] [--reps N]
 
-Scenarios (NAME): ``throughput``, ``dial``, ``ping``, ``memory`` (also gives the accept rate), ``streams``.
+Scenarios (NAME): ``throughput``, ``dial``, ``ping``, ``memory`` (also gives the accept rate), ``streams``,
+``transports`` (single-stream throughput and dial + first ping per stack: QUIC-v1, WebSocket, TCP + TLS + yamux
+and TCP + Noise + yamux, each peer started with ``--transport``).
 Every implementation runs as its own server process (``bench/peer_aiolibp2p.py``, ``bench/peer_pylibp2p.py``
 in its own venv ``bench/.venv-py-libp2p`` made here on first use, ``interop/js/bench_peer.mjs``), and its own
 client process talks to it over TCP + Noise + yamux on 127.0.0.1. Repetitions are interleaved across the
@@ -43,7 +45,14 @@ PY_LIBP2P_REQ = "libp2p==0.8.1"
 MIB = 1024 * 1024
 
 IMPLS = ("aiolibp2p", "py-libp2p", "js-libp2p", "tcp-floor")
-SCENARIOS = ("throughput", "dial", "ping", "memory", "streams")
+SCENARIOS = ("throughput", "dial", "ping", "memory", "streams", "transports")
+# --transport of every bench peer -> what the stack is
+TRANSPORT_STACKS = {
+    "quic": "QUIC-v1",
+    "ws": "WebSocket + Noise + yamux",
+    "tcp-tls": "TCP + TLS + yamux",
+    "tcp": "TCP + Noise + yamux",
+}
 TARGETS = {
     "throughput": ">= js-libp2p and >= 4x py-libp2p",
     "dial": "<= 3 ms",
@@ -51,6 +60,8 @@ TARGETS = {
     "memory": "<= 40 KiB per idle connection; 1,000 inbound held",
     "accept": "(no target)",
     "streams": ">= js-libp2p and >= 4x py-libp2p",
+    "transports": "QUIC >= js-libp2p's QUIC, byte-exact every run; WebSocket >= js-libp2p's ws; TCP+TLS+yamux "
+    ">= 60% of TCP+Noise+yamux; QUIC dial + first ping <= 5 ms",
 }
 
 
@@ -201,11 +212,11 @@ def stop(proc: subprocess.Popen[str]) -> None:
 
 
 class Server:
-    def __init__(self, impl: Impl, stderr_path: Path) -> None:
+    def __init__(self, impl: Impl, stderr_path: Path, args: tuple[str, ...] = ()) -> None:
         self.impl = impl
         self._err = stderr_path.open("a")
         self.proc = subprocess.Popen(
-            [*impl.peer, "server"],
+            [*impl.peer, "server", *args],
             cwd=impl.cwd,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -419,12 +430,94 @@ def scenario_memory(impls, servers, cfg, errlog) -> list[Metric]:  # type: ignor
     return [*metrics, *accepts]
 
 
+def scenario_transports(impls, servers, cfg, errlog) -> list[Metric]:  # type: ignore[no-untyped-def]
+    """Per stack: a fresh server per implementation, then interleaved upload, download and dial rounds."""
+    impls = [i for i in impls if i.name != "tcp-floor"]  # no libp2p stack to compare
+    size, n = cfg["transport_bytes"], cfg["transport_dials"]
+    metrics: list[Metric] = []
+    for stack, title in TRANSPORT_STACKS.items():
+        up = Metric("transports", f"{title}: upload {size // MIB} MiB, 1 stream", "MB/s", True)
+        down = Metric("transports", f"{title}: download {size // MIB} MiB, 1 stream", "MB/s", True)
+        dial = Metric("transports", f"{title}: dial + first ping, median of {n}", "ms", False)
+        for m in (up, down, dial):
+            m.notes["stack"] = stack
+        metrics += [up, down, dial]
+        started: dict[str, Server] = {}
+        try:
+            for impl in impls:
+                try:
+                    started[impl.name] = Server(impl, errlog, ("--transport", stack))
+                except (OSError, RuntimeError, TimeoutError) as e:
+                    for m in (up, down, dial):
+                        m.fail(impl.name, f"server: {e}")
+            ok = [i for i in impls if i.name in started]
+            timeout = cfg["transport_timeout"]
+            for _, impl in rounds(ok, cfg["reps"]):
+                addr, t = started[impl.name].addr, ["--transport", stack]
+                for metric, flag in ((up, "--upload"), (down, "--download")):
+                    res = run_client(impl, ["perf", addr, flag, str(size), *t], timeout, errlog)
+                    if "error" in res:
+                        metric.fail(impl.name, res["error"])
+                    else:
+                        metric.add(impl.name, size / res["seconds"] / 1e6)
+                res = run_client(impl, ["dial", addr, "--count", str(n), *t], timeout, errlog)
+                if "error" in res:
+                    dial.fail(impl.name, res["error"])
+                else:
+                    dial.add(impl.name, statistics.median(res["ms"][1:] or res["ms"]))
+        finally:
+            for srv in started.values():
+                srv.close()
+    _transport_verdicts(metrics)
+    return metrics
+
+
+def _transport_verdicts(metrics: list[Metric]) -> None:
+    """The issue's per-transport targets, from the medians of one run (TLS is compared with Noise there)."""
+    med = {
+        (m.notes["stack"], m.label.split(": ", 1)[1]): {
+            k: statistics.median(v) for k, v in m.values.items() if v
+        }
+        for m in metrics
+    }
+    for m in metrics:
+        stack, what = m.notes["stack"], m.label.split(": ", 1)[1]
+        mine = med[stack, what]
+        a = mine.get("aiolibp2p")
+        if a is None:
+            continue
+        if m.unit == "ms":
+            if stack == "quic":
+                m.notes["verdict"] = ("✅" if a <= 5 else "❌") + " target <= 5 ms"
+            continue
+        parts = [
+            f"{a / mine[k]:{f}}x {k.split('-')[0]}"
+            for k, f in (("js-libp2p", ".2f"), ("py-libp2p", ".1f"))
+            if k in mine
+        ]
+        if stack in ("quic", "ws"):
+            ok = a >= mine.get("js-libp2p", 0) and not (stack == "quic" and m.errors.get("aiolibp2p"))
+            m.notes["verdict"] = (
+                ("✅ " if ok else "❌ ") + ", ".join(parts) + (" byte-exact" if stack == "quic" else "")
+            )
+        elif stack == "tcp-tls":
+            noise = med.get(("tcp", what), {}).get("aiolibp2p")
+            if noise:
+                share = a / noise
+                m.notes["verdict"] = (
+                    ("✅ " if share >= 0.6 else "❌ ") + f"{share:.0%} of Noise; " + ", ".join(parts)
+                )
+        else:
+            m.notes["verdict"] = ", ".join(parts)
+
+
 SCENARIO_FUNCS = {
     "throughput": scenario_throughput,
     "dial": scenario_dial,
     "ping": scenario_ping,
     "memory": scenario_memory,
     "streams": scenario_streams,
+    "transports": scenario_transports,
 }
 
 
@@ -455,6 +548,8 @@ def verdict(m: Metric) -> str:
             if m.label.startswith("ping RTT median")
             else ""
         )
+    if m.scenario == "transports":
+        return m.notes.get("verdict", "")
     if m.scenario == "memory" and m.unit == "KiB" and "N=1000" in m.label:
         return ("✅" if a <= 40 else "❌") + " target <= 40 KiB"
     if m.scenario == "memory" and m.unit == "conns" and "N=1000" in m.label:
@@ -480,7 +575,7 @@ def markdown(metrics: list[Metric], impls: list[str], meta: dict[str, Any]) -> s
                 c = "failed: " + e[0][:80].replace("|", "/")
             elif i in meta["missing"]:
                 c = "not run"
-            elif i == "tcp-floor" and m.scenario in ("memory", "accept"):
+            elif i == "tcp-floor" and m.scenario in ("memory", "accept", "transports"):
                 c = "n/a"
             else:
                 c = "—"
@@ -504,8 +599,10 @@ def charts(metrics: list[Metric], impls: list[str]) -> list[str]:
         ms = [m for m in metrics if m.scenario == scen and m.values]
         if not ms:
             continue
-        fig, axes = plt.subplots(1, len(ms), figsize=(4.2 * len(ms), 3.6), squeeze=False)
-        for ax, m in zip(axes[0], ms, strict=True):
+        cols = len(ms) if len(ms) <= 6 else 3  # transports: one row per stack
+        rows = -(-len(ms) // cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.6 * rows), squeeze=False)
+        for ax, m in zip(axes.flat, ms, strict=False):
             names = [i for i in impls if m.values.get(i)]
             med = [statistics.median(m.values[i]) for i in names]
             lo = [x - min(m.values[i]) for x, i in zip(med, names, strict=True)]
@@ -545,6 +642,9 @@ def main() -> int:
         "throughput_bytes": (16 if q else 100) * MIB,
         "streams_bytes": (16 if q else 100) * MIB,
         "streams": 100,
+        "transport_bytes": (8 if q else 32) * MIB,
+        "transport_dials": 10 if q else 20,
+        "transport_timeout": 30.0 if q else 60.0,  # py-libp2p's QUIC download never finishes: fail it early
         "dials": 10 if q else 50,
         "pings": 200 if q else 1000,
         "conns": [100] if q else [200, 1000],
@@ -573,7 +673,7 @@ def main() -> int:
     servers: dict[str, Server] = {}
     t0 = time.monotonic()
     try:
-        if any(s != "memory" for s in only):
+        if any(s not in ("memory", "transports") for s in only):
             for impl in impls:
                 try:
                     servers[impl.name] = Server(impl, errlog)
@@ -582,7 +682,9 @@ def main() -> int:
         ok = [i for i in impls if i.name in servers]
         for scen in only:
             log(f"scenario {scen} ({', '.join(i.name for i in impls)})")
-            metrics += SCENARIO_FUNCS[scen](impls if scen == "memory" else ok, servers, cfg, errlog)
+            metrics += SCENARIO_FUNCS[scen](
+                impls if scen in ("memory", "transports") else ok, servers, cfg, errlog
+            )
     finally:
         for s in servers.values():
             s.close()
@@ -595,6 +697,12 @@ def main() -> int:
         + "".join(f"- {k}: {v}\n" for k, v in meta["versions"].items())
         + "".join(f"- {k}: not run — {v}\n" for k, v in missing.items())
         + f"- {meta['stack']}\n"
+        + (
+            "- transports: each row names its stack; every peer runs it with `--transport` (single stream: /perf/1.0.0 "
+            "as above; dial: fresh connection + ping stream + one 32-byte round trip)\n"
+            if "transports" in only
+            else ""
+        )
         + (f"- {meta['floor']}\n" if "tcp-floor" in meta["versions"] else "")
     )
     pngs = charts(metrics, names)

@@ -2,12 +2,15 @@
 // The js-libp2p side of aiolibp2p's bench/run.py: server and clients, one JSON
 // line of results each (same commands as bench/peer_aiolibp2p.py).
 //
-//   node bench_peer.mjs server
-//   node bench_peer.mjs perf ADDR --upload N --download N [--streams S]
-//   node bench_peer.mjs dial ADDR --count N
-//   node bench_peer.mjs ping ADDR --count N
+//   node bench_peer.mjs server [--transport T]
+//   node bench_peer.mjs perf ADDR --upload N --download N [--streams S] [--transport T]
+//   node bench_peer.mjs dial ADDR --count N [--transport T]
+//   node bench_peer.mjs ping ADDR --count N [--transport T]
 //
-// Stack: TCP + Noise + yamux, identify and ping on, like peer.mjs. The server
+// Stack (--transport, the same names as bench/peer_aiolibp2p.py): tcp = TCP +
+// Noise + yamux (the default), tcp-tls = TCP + TLS + yamux, ws = WebSocket +
+// Noise + yamux, quic = QUIC-v1 (@chainsafe/libp2p-quic); identify and ping
+// on, like peer.mjs. The server
 // serves /perf/1.0.0 (perf spec; 256 KiB writes; @libp2p/perf is not on the
 // registry here, so the handler is written out below) and /ipfs/ping/1.0.0,
 // with connection limits raised so it may hold every benchmark connection.
@@ -32,11 +35,33 @@ function emit (obj) {
   process.stdout.write(JSON.stringify(obj) + '\n')
 }
 
-async function makeNode (listen) {
+// --transport: listen address, transport and connection encrypter; loaded
+// only when used (@libp2p/tls and the QUIC native module take a while to load)
+const STACKS = {
+  tcp: { listen: '/ip4/127.0.0.1/tcp/0', transport: async () => tcp(), encrypter: async () => noise() },
+  'tcp-tls': {
+    listen: '/ip4/127.0.0.1/tcp/0',
+    transport: async () => tcp(),
+    encrypter: async () => (await import('@libp2p/tls')).tls()
+  },
+  ws: {
+    listen: '/ip4/127.0.0.1/tcp/0/ws',
+    transport: async () => (await import('@libp2p/websockets')).webSockets(),
+    encrypter: async () => noise()
+  },
+  quic: {
+    listen: '/ip4/127.0.0.1/udp/0/quic-v1',
+    transport: async () => (await import('@chainsafe/libp2p-quic')).quic(),
+    encrypter: async () => noise() // libp2p wants one; QUIC connections do not use it
+  }
+}
+
+async function makeNode (listen, transport) {
+  const stack = STACKS[transport]
   return createLibp2p({
-    addresses: { listen: listen ? ['/ip4/127.0.0.1/tcp/0'] : [] },
-    transports: [tcp()],
-    connectionEncrypters: [noise()],
+    addresses: { listen: listen ? [stack.listen] : [] },
+    transports: [await stack.transport()],
+    connectionEncrypters: [await stack.encrypter()],
     streamMuxers: [yamux()],
     connectionGater: { denyDialMultiaddr: async () => false },
     connectionManager: {
@@ -75,7 +100,7 @@ async function servePerf (stream) {
 }
 
 async function server (opts) {
-  const node = await makeNode(true)
+  const node = await makeNode(true, opts.transport)
   await node.handle(PERF, (stream) => {
     servePerf(stream).catch((err) => { stream.abort(err) })
   }, { maxInboundStreams: 1024, maxOutboundStreams: 1024 })
@@ -110,7 +135,7 @@ function withTimeout (opts) {
 }
 
 async function perf (opts) {
-  const node = await makeNode(false)
+  const node = await makeNode(false, opts.transport)
   const conn = await node.dial(multiaddr(opts.addr))
   const s = opts.streams
   const t0 = performance.now()
@@ -134,7 +159,7 @@ async function pingRoundTrip (stream, it) {
 }
 
 async function dial (opts) {
-  const node = await makeNode(false)
+  const node = await makeNode(false, opts.transport)
   const ma = multiaddr(opts.addr)
   const samples = []
   for (let i = 0; i < opts.count; i++) {
@@ -151,7 +176,7 @@ async function dial (opts) {
 }
 
 async function pingCmd (opts) {
-  const node = await makeNode(false)
+  const node = await makeNode(false, opts.transport)
   const conn = await node.dial(multiaddr(opts.addr))
   const stream = await conn.newStream(PING)
   const it = stream[Symbol.asyncIterator]()
@@ -177,7 +202,8 @@ const { values, positionals } = parseArgs({
     count: { type: 'string', default: '100' },
     upload: { type: 'string', default: '0' },
     download: { type: 'string', default: '0' },
-    streams: { type: 'string', default: '1' }
+    streams: { type: 'string', default: '1' },
+    transport: { type: 'string', default: 'tcp' }
   }
 })
 const opts = {
@@ -187,9 +213,14 @@ const opts = {
   count: Number(values.count),
   upload: Number(values.upload),
   download: Number(values.download),
-  streams: Number(values.streams)
+  streams: Number(values.streams),
+  transport: values.transport
 }
 const commands = { server, perf, dial, ping: pingCmd }
+if (!Object.hasOwn(STACKS, opts.transport)) {
+  process.stderr.write(`bench_peer.mjs: --transport must be one of ${Object.keys(STACKS).join(', ')}\n`)
+  process.exit(2)
+}
 if (commands[cmd] == null) {
   process.stderr.write('usage: node bench_peer.mjs server|perf|dial|ping [ADDR] [options]\n')
   process.exit(2)
