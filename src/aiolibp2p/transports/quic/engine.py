@@ -16,7 +16,7 @@ in :mod:`.connection` stays thin. This subclass adds, per ``quic/README.md`` and
   the two SHA-256 cipher suites, AES-128-GCM first (every TLS 1.3 stack implements it, RFC 8446 §9.1; one
   transcript hash less per dial than with AES-256-GCM-SHA384 also offered);
 - PADDING skipped in C (``bytes.lstrip``): aioquic walks it byte by byte in Python, which costs ~1.5 ms per
-  16 KiB Initial datagram on loopback, the larger part of a handshake's CPU time.
+  16 KiB Initial datagram on loopback (one per dial, on the listener).
 
 aioquic internals used (pinned by the dependency bound and covered by the tests): ``tls.Context``'s
 handshake-step methods and ``_request_client_certificate``, ``_host_cids``, ``_peer_cid(_available)``,
