@@ -63,3 +63,29 @@ async def test_a_record_of_another_peer_is_refused_even_when_cached() -> None:
         info = svc._consume(mallory, None, identify_pb2.Identify(signedPeerRecord=rec), push=True)
         assert not info.signed_record_valid
         assert h.peerstore.peer_record(mallory) is None
+
+
+async def test_a_record_held_by_the_peer_store_is_not_verified_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The peer's record is checked once; the same bytes again (every new connection) are known from the peer
+    store, which forgets them with the peer, so identify keeps no cache of its own."""
+    from aiolibp2p.protocols.identify import service as identify_mod
+
+    opened: list[bytes] = []
+    real = identify_mod.open_signed_peer_record
+
+    def counting(data: bytes) -> object:
+        opened.append(bytes(data))
+        return real(data)
+
+    monkeypatch.setattr(identify_mod, "open_signed_peer_record", counting)
+    async with aiolibp2p.new_host(listen=[]) as h:
+        alice_key = generate_key_pair()
+        alice = PeerId.from_public_key(alice_key.public_key)
+        rec = make_signed_peer_record(alice_key, [aiolibp2p.Multiaddr("/ip4/1.2.3.4/tcp/1").to_bytes()])
+        msg = identify_pb2.Identify(signedPeerRecord=rec)
+        for _ in range(3):
+            assert h.identify_service._consume(alice, None, msg, push=True).signed_record_valid
+        assert len(opened) == 1
+        h.peerstore.remove_peer(alice)
+        assert h.identify_service._consume(alice, None, msg, push=True).signed_record_valid
+        assert len(opened) == 2

@@ -54,3 +54,23 @@ async def test_failing_callback_does_not_break_others() -> None:
     bus.on(ev.PeerConnected, seen.append)
     bus.emit(ev.PeerConnected(_peer()))  # type: ignore[arg-type]
     assert len(seen) == 1
+
+
+async def test_the_bus_drops_abandoned_and_overflowed_subscriptions() -> None:
+    """A subscription nobody holds goes with its queue; one that overflowed is not offered events any more."""
+    import gc
+
+    bus = ev.EventBus()
+    p = _peer()
+    bus.subscribe(ev.PeerConnected)  # abandoned at once
+    kept = bus.subscribe(ev.PeerConnected, maxsize=2)
+    gc.collect()
+    assert bus.num_subscriptions == 1
+    for _ in range(3):
+        bus.emit(ev.PeerConnected(p))  # type: ignore[arg-type]
+    assert kept.overflowed and bus.num_subscriptions == 0
+    kept.close()  # still fine after the bus let it go
+    with bus.subscribe() as sub:
+        assert bus.num_subscriptions == 1
+        del sub
+    assert bus.num_subscriptions == 0

@@ -93,3 +93,20 @@ async def test_host_sweeps_its_peerstore_of_disconnected_peers(monkeypatch: pyte
             while peer in b.peerstore.peers():  # bounded by the timeout above
                 await asyncio.sleep(0.05)
             assert b.peerstore.get_protocols(peer) == []
+
+
+def test_a_stored_record_is_known_by_its_exact_bytes_and_forgotten_with_the_peer() -> None:
+    """Identify asks the peer store whether a record is the one it holds (verified already) instead of keeping a
+    cache of its own: the record goes when the peer is forgotten."""
+    clock = Clock()
+    ps = Peerstore(clock=clock)
+    p, _ = _peer()
+    q, _ = _peer()
+    assert ps.consume_peer_record(p, 5, b"envelope-5", [A1], ttl=10)
+    assert ps.stored_record(p, b"envelope-5") == (5, (A1,))
+    assert ps.stored_record(p, b"envelope-4") is None
+    assert ps.stored_record(q, b"envelope-5") is None  # the same bytes from another peer are not vouched for
+    assert not ps.consume_peer_record(p, 4, b"envelope-4", [A2])  # older: refused
+    clock.now += 11
+    assert ps.gc() == 1
+    assert ps.stored_record(p, b"envelope-5") is None and ps.peer_record(p) is None

@@ -213,11 +213,13 @@ class Host:
         await self.close()
 
     def _peerstore_gc(self) -> None:
-        """Forget unconnected peers whose addresses all expired (bounded peerstore); runs every GC_INTERVAL."""
+        """Forget unconnected peers whose addresses all expired (bounded peerstore) and dial backoffs that ran
+        out; runs every GC_INTERVAL."""
         self._peerstore_gc_handle = None
         if self.is_closed:
             return
         self.peerstore.gc(lambda p: bool(self.swarm.connections(p)))
+        self.swarm.sweep()
         self._peerstore_gc_handle = asyncio.get_running_loop().call_later(
             peerstore_mod.GC_INTERVAL, self._peerstore_gc
         )

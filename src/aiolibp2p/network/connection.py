@@ -192,6 +192,11 @@ class Connection:
             self.close_cause = cause
         self._closed_event.set()
 
+    def _closed_error(self) -> ConnectionClosed:
+        return ConnectionClosed(
+            f"connection {self.id} is closed", cause=self.close_cause or "closed", code=self.close_code
+        )
+
     @property
     def num_streams(self) -> int:
         return self.muxed.num_streams
@@ -209,18 +214,20 @@ class Connection:
         timeout: float,
         on_done: Callable[[Stream], None] | None = None,
         lazy: bool = False,
+        scope: StreamScope | None = None,
     ) -> Stream:
         """Open a muxed stream and negotiate one of ``protocols`` on it, all within ``timeout`` seconds.
 
         ``lazy``: propose ``protocols[0]`` without waiting for the answer (the peer is known to support it);
         the proposal leaves with the first write, and the answer is checked by the first read or, failing
-        that, in the background (a refusal resets the stream)."""
+        that, in the background (a refusal resets the stream).
+
+        ``scope`` (the stream's resources) is attached as the stream is made, so that a connection closing
+        before the caller resumes still releases it through ``on_done``."""
         from ..multistream import LazyNegotiatedStream, select_protocol
 
         if self.is_closed():
-            raise ConnectionClosed(
-                f"connection {self.id} is closed", cause=self.close_cause or "closed", code=self.close_code
-            )
+            raise self._closed_error()
         ms: MuxedStream | None = None
         try:
             async with asyncio.timeout(timeout):
@@ -238,7 +245,12 @@ class Connection:
             if ms is not None:
                 await ms.reset()
             raise
+        if self._closed_event.is_set():
+            # The connection ended while the open finished; its streams were already finished, so this one
+            # would never be (nor its resources released).
+            raise self._closed_error()
         s = Stream(ms, self, proto, Direction.OUTBOUND, on_done)
+        s.scope = scope
         self.streams.add(s)
         return s
 

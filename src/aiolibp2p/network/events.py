@@ -5,13 +5,16 @@ Guarantees (rust-libp2p ``FromSwarm`` and go's notifiee are the models):
 - :class:`PeerConnected` / :class:`PeerDisconnected` only on 0 → ≥1 and ≥1 → 0 transitions;
 - protocol services (subscribed with ``service=True``) see each event before user subscribers.
 
-Callbacks run synchronously on the loop, in order; async-iterator subscribers get a bounded queue.
+Callbacks run synchronously on the loop, in order; async-iterator subscribers get a bounded queue. The bus
+holds subscriptions weakly (one nobody can read any more is dropped with its queue) and drops one that
+overflowed (it only raises :class:`SubscriptionOverflow` from then on).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -144,6 +147,7 @@ class Subscription:
             self._queue.put_nowait(event)
         except asyncio.QueueFull:
             self.overflowed = True
+            self._bus._remove(self)  # it gets nothing more; do not keep offering it every event
             log.warning("event subscriber overflowed (%d queued); it will raise", self._queue.maxsize)
 
     def __aiter__(self) -> AsyncIterator[Any]:
@@ -179,7 +183,7 @@ class EventBus:
     def __init__(self) -> None:
         self._service_callbacks: list[tuple[tuple[type[Event], ...], EventCallback]] = []
         self._user_callbacks: list[tuple[tuple[type[Event], ...], EventCallback]] = []
-        self._subscriptions: list[Subscription] = []
+        self._subscriptions: list[weakref.ref[Subscription]] = []
 
     def on(
         self, types: type[Event] | tuple[type[Event], ...], callback: EventCallback, *, service: bool = False
@@ -199,12 +203,22 @@ class EventBus:
     def subscribe(self, *types: type[Event], maxsize: int = DEFAULT_SUBSCRIPTION_QUEUE) -> Subscription:
         """An async iterator of events (all events when no types are given)."""
         sub = Subscription(self, types or (Event,), maxsize)
-        self._subscriptions.append(sub)
+        self._subscriptions.append(weakref.ref(sub, self._forget))
         return sub
 
+    @property
+    def num_subscriptions(self) -> int:
+        return len(self._subscriptions)
+
+    def _forget(self, ref: weakref.ref[Subscription]) -> None:
+        if ref in self._subscriptions:
+            self._subscriptions.remove(ref)
+
     def _remove(self, sub: Subscription) -> None:
-        if sub in self._subscriptions:
-            self._subscriptions.remove(sub)
+        for ref in self._subscriptions:
+            if ref() is sub:
+                self._subscriptions.remove(ref)
+                return
 
     def emit(self, event: Event) -> None:
         for types, cb in list(self._service_callbacks):
@@ -213,8 +227,9 @@ class EventBus:
         for types, cb in list(self._user_callbacks):
             if isinstance(event, types):
                 self._call(cb, event)
-        for sub in list(self._subscriptions):
-            if isinstance(event, sub.types):
+        for ref in list(self._subscriptions):
+            sub = ref()
+            if sub is not None and isinstance(event, sub.types):
                 sub._push(event)
 
     @staticmethod

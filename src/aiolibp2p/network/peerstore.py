@@ -37,7 +37,7 @@ class Peerstore:
         self._keys: dict[PeerId, PublicKey] = {}
         self._protocols: dict[PeerId, set[str]] = {}
         self._meta: dict[PeerId, dict[str, Any]] = {}
-        self._records: dict[PeerId, tuple[int, bytes]] = {}
+        self._records: dict[PeerId, tuple[int, bytes, tuple[Multiaddr, ...]]] = {}
 
     # -- addresses ----------------------------------------------------------------------------------------
     def add_addrs(self, peer: PeerId, addrs: Iterable[Multiaddr], ttl: float = DEFAULT_ADDR_TTL) -> None:
@@ -128,7 +128,8 @@ class Peerstore:
         old = self._records.get(peer)
         if old is not None and old[0] >= seq:
             return old[0] == seq
-        self._records[peer] = (seq, envelope)
+        addrs = tuple(addrs)
+        self._records[peer] = (seq, envelope, addrs)
         self.add_addrs(peer, addrs, ttl)
         return True
 
@@ -136,9 +137,17 @@ class Peerstore:
         r = self._records.get(peer)
         return r[1] if r else None
 
+    def stored_record(self, peer: PeerId, envelope: bytes) -> tuple[int, tuple[Multiaddr, ...]] | None:
+        """``(seq, addrs)`` if ``envelope`` is exactly the (verified) record we hold for ``peer``: a peer sends the
+        same record on every connection, and its signature need not be checked again."""
+        r = self._records.get(peer)
+        return (r[0], r[2]) if r is not None and r[1] == envelope else None
+
     # -- peers ------------------------------------------------------------------------------------------------
     def peers(self) -> list[PeerId]:
-        return list(set(self._addrs) | set(self._keys) | set(self._protocols) | set(self._meta))
+        return list(
+            set(self._addrs) | set(self._keys) | set(self._protocols) | set(self._meta) | set(self._records)
+        )
 
     def remove_peer(self, peer: PeerId) -> None:
         for d in (self._addrs, self._keys, self._protocols, self._meta, self._records):

@@ -127,33 +127,72 @@ class SwarmConfig:
     backoff_base: float = 5.0
     backoff_coef: float = 1.0
     backoff_max: float = 300.0
+    max_backoff_entries: int = 10_000
+    """(peer, address) pairs whose dial failures are remembered at most (see :class:`DialBackoff`)."""
     close_timeout: float = 2.0
     """Seconds ``close()`` waits for connections to close gracefully before aborting them."""
 
 
-class _DialBackoff:
-    """go's swarm backoff: base + coef * tries², capped; per (peer, address)."""
+class DialBackoff:
+    """go's swarm backoff: an address that failed is not dialed again (unless the caller names it) for
+    ``base + coef * tries²`` seconds, capped; per (peer, address).
 
-    def __init__(self, cfg: SwarmConfig) -> None:
+    Bounded: an entry is forgotten one backoff period after its backoff ended (go's ``cleanup``: until then a
+    new failure still counts the earlier tries) by :meth:`prune`, which the host runs periodically; past
+    ``max_entries`` the table is pruned on insert and, if still full, the failure is not recorded."""
+
+    def __init__(self, cfg: SwarmConfig, clock: Callable[[], float] = time.monotonic) -> None:
         self._cfg = cfg
-        self._entries: dict[tuple[PeerId, Multiaddr], tuple[int, float]] = {}
+        self._clock = clock
+        self._entries: dict[PeerId, dict[Multiaddr, tuple[int, float]]] = {}
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def _delay(self, tries: int) -> float:
+        c = self._cfg
+        return min(c.backoff_base + c.backoff_coef * tries * tries, c.backoff_max)
 
     def backed_off(self, peer: PeerId, addr: Multiaddr) -> bool:
-        e = self._entries.get((peer, addr))
-        return e is not None and time.monotonic() < e[1]
+        e = self._entries.get(peer)
+        until = e.get(addr) if e is not None else None
+        return until is not None and self._clock() < until[1]
 
     def failed(self, peer: PeerId, addr: Multiaddr) -> None:
-        tries = self._entries.get((peer, addr), (0, 0.0))[0] + 1
-        c = self._cfg
-        delay = min(c.backoff_base + c.backoff_coef * tries * tries, c.backoff_max)
-        self._entries[(peer, addr)] = (tries, time.monotonic() + delay)
-        if len(self._entries) > 10000:  # bound memory: drop expired entries
-            now = time.monotonic()
-            self._entries = {k: v for k, v in self._entries.items() if v[1] > now}
+        book = self._entries.get(peer)
+        old = book.get(addr) if book is not None else None
+        if old is None and self._count >= self._cfg.max_backoff_entries:
+            self.prune()
+            if self._count >= self._cfg.max_backoff_entries:
+                return
+            book = self._entries.get(peer)
+        if book is None:
+            book = self._entries[peer] = {}
+        tries = (old[0] if old is not None else 0) + 1
+        if old is None:
+            self._count += 1
+        book[addr] = (tries, self._clock() + self._delay(tries))
 
     def clear(self, peer: PeerId) -> None:
-        for k in [k for k in self._entries if k[0] == peer]:
-            del self._entries[k]
+        book = self._entries.pop(peer, None)
+        if book is not None:
+            self._count -= len(book)
+
+    def prune(self) -> int:
+        """Forget entries whose backoff ended more than one backoff period ago; returns how many."""
+        now = self._clock()
+        removed = 0
+        for peer in list(self._entries):
+            book = self._entries[peer]
+            for addr, (tries, until) in list(book.items()):
+                if until + self._delay(tries) <= now:
+                    del book[addr]
+                    removed += 1
+            if not book:
+                del self._entries[peer]
+        self._count -= removed
+        return removed
 
 
 def rank_addrs(addrs: Iterable[Multiaddr]) -> list[Multiaddr]:
@@ -236,7 +275,7 @@ class Swarm:
         self._dials: dict[PeerId, asyncio.Task[Connection]] = {}
         self._tasks: set[asyncio.Task[object]] = set()
         self._handlers: dict[str, StreamHandler] = {}
-        self._backoff = _DialBackoff(self.config)
+        self._backoff = DialBackoff(self.config)
         self._closed = False
         self.resources = resources or ResourceManager()
 
@@ -510,6 +549,10 @@ class Swarm:
         except BaseException:
             scope.done()
             raise
+        if conn.is_closed():  # it ended during the negotiation: the handler would only meet a dead stream
+            scope.done()
+            await ms.reset()
+            return
         stream = Stream(ms, conn, proto, Direction.INBOUND, self._stream_done)
         stream.scope = scope
         conn.streams.add(stream)
@@ -783,15 +826,18 @@ class Swarm:
             if known:
                 try:
                     stream = await conn.open_stream(
-                        known[:1], timeout=timeout, on_done=self._stream_done, lazy=True
+                        known[:1], timeout=timeout, on_done=self._stream_done, lazy=True, scope=scope
                     )
                 except BaseException:
                     scope.done()
                     raise
-                stream.scope = scope
                 scope.set_protocol(stream.protocol)
                 return stream
-        task = asyncio.ensure_future(conn.open_stream(protocols, timeout=timeout, on_done=self._stream_done))
+        # The scope rides on the stream from its creation: the connection may close (and finish its streams)
+        # between the open task completing and this coroutine resuming.
+        task = asyncio.ensure_future(
+            conn.open_stream(protocols, timeout=timeout, on_done=self._stream_done, scope=scope)
+        )
         probe: asyncio.Future[None] | None = None
         try:
             done, _ = await asyncio.wait({task}, timeout=self.config.stream_probe_delay)
@@ -800,12 +846,13 @@ class Swarm:
             stream = await task
         except BaseException:
             task.cancel()
+            if task.done() and not task.cancelled() and task.exception() is None:
+                await task.result().reset()  # opened, but our caller is gone (cancelled): give it back
             scope.done()
             raise
         finally:
             if probe is not None:
                 probe.cancel()
-        stream.scope = scope
         scope.set_protocol(stream.protocol)
         return stream
 
@@ -822,6 +869,10 @@ class Swarm:
             log.debug("connection %r failed its liveness check; closing", conn)
             conn.close_cause = "liveness-check-failed"
             conn.abort()
+
+    def sweep(self) -> None:
+        """Periodic housekeeping (the host runs it): forget dial backoffs that ran out long ago."""
+        self._backoff.prune()
 
     # -- closing -----------------------------------------------------------------------------------------------------
     async def close_peer(self, peer: PeerId) -> None:

@@ -65,6 +65,8 @@ async def echo_roundtrip(
     finally:
         if not sender.done():
             sender.cancel()
+        elif not sender.cancelled():
+            sender.exception()  # retrieved: a failed send also fails the read, which reports it
     if got != size:
         raise ProtocolViolation(f"echo returned {got} of {size} bytes", protocol=PROTOCOL_ID)
     await stream.close()

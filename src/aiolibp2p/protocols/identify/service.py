@@ -45,8 +45,6 @@ IDENTIFY_TIMEOUT = 10.0
 """Seconds for a whole identify exchange on a connection."""
 PUSH_DEBOUNCE = 0.05
 MAX_OBSERVED_ADDRS = 16
-VERIFIED_RECORD_CACHE = 1024
-"""Signed peer records remembered as verified (by their exact bytes), so reconnects skip the signature check."""
 
 
 @dataclass(slots=True)
@@ -101,9 +99,6 @@ class IdentifyService:
         self._push_handle: asyncio.TimerHandle | None = None
         self._record_cache: tuple[tuple[bytes, ...], bytes] | None = None
         self.observed_addrs: dict[Multiaddr, int] = {}
-        # Signed records already verified (a peer sends the same one on every connection), keyed by the exact
-        # envelope bytes; the signer is checked against the sending peer on every use.
-        self._verified_records: dict[bytes, tuple[PeerId, int, list[Multiaddr]]] = {}
 
     def start(self) -> None:
         self.host.set_stream_handler(PROTOCOL_ID, self._handle_identify)
@@ -151,11 +146,16 @@ class IdentifyService:
 
     # -- their side ----------------------------------------------------------------------------------------------------
     def _on_connection_opened(self, event: ev.ConnectionOpened) -> None:
-        conn = event.conn
+        self._start(event.conn)
+
+    def _start(self, conn: Connection) -> asyncio.Task[IdentifyInfo | None]:
         task = asyncio.ensure_future(self._identify_conn(conn))
         self._running[conn.id] = task
-        task.add_done_callback(lambda _t: self._running.pop(conn.id, None))
+        task.add_done_callback(
+            lambda t: self._running.pop(conn.id, None) if self._running.get(conn.id) is t else None
+        )
         self.host._track(task)
+        return task
 
     def _on_connection_closed(self, event: ev.ConnectionClosed) -> None:
         self._results.pop(event.conn.id, None)
@@ -167,11 +167,7 @@ class IdentifyService:
         """The identify result for ``conn``, waiting (bounded) for the exchange under way."""
         if conn.id in self._results:
             return self._results[conn.id]
-        t = self._running.get(conn.id)
-        if t is None:
-            t = asyncio.ensure_future(self._identify_conn(conn))
-            self._running[conn.id] = t
-            self.host._track(t)
+        t = self._running.get(conn.id) or self._start(conn)
         return await asyncio.shield(t)
 
     async def _identify_conn(self, conn: Connection) -> IdentifyInfo | None:
@@ -195,7 +191,8 @@ class IdentifyService:
                 # js resets a second concurrent identify stream; retry once a little later.
                 await asyncio.sleep(0.2)
                 continue
-            self._results[conn.id] = info
+            if not conn.is_closed():  # else its closed event has passed: nobody would remove the result
+                self._results[conn.id] = info
             conn.identified.set()
             self.host.bus.emit(
                 ev.PeerIdentified(conn.remote_peer, conn, tuple(info.protocols), info.agent_version)
@@ -235,17 +232,19 @@ class IdentifyService:
         if msg.HasField("signedPeerRecord"):
             info.signed_peer_record = msg.signedPeerRecord
             try:
-                cached = self._verified_records.get(msg.signedPeerRecord)
-                if cached is None:
+                # A peer sends the same record on every connection: the one the peer store holds for it (and
+                # forgets with it) was verified already.
+                stored = ps.stored_record(peer, msg.signedPeerRecord)
+                if stored is not None:
+                    addrs = stored[1]
+                else:
                     record, _env = open_signed_peer_record(msg.signedPeerRecord)
-                    cached = (record.peer_id, record.seq, [Multiaddr.from_bytes(a) for a in record.addrs])
-                    if len(self._verified_records) >= VERIFIED_RECORD_CACHE:
-                        self._verified_records.pop(next(iter(self._verified_records)))
-                    self._verified_records[msg.signedPeerRecord] = cached
-                signer, seq, addrs = cached
-                if signer != peer:
-                    raise ProtocolViolation("signed peer record is for another peer", protocol=PROTOCOL_ID)
-                ps.consume_peer_record(peer, seq, msg.signedPeerRecord, addrs)
+                    if record.peer_id != peer:
+                        raise ProtocolViolation(
+                            "signed peer record is for another peer", protocol=PROTOCOL_ID
+                        )
+                    addrs = tuple(Multiaddr.from_bytes(a) for a in record.addrs)
+                    ps.consume_peer_record(peer, record.seq, msg.signedPeerRecord, addrs)
                 info.signed_record_valid = True
                 info.listen_addrs = list(addrs)
             except Libp2pError as e:

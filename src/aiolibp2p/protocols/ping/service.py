@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from ...crypto.peer_id import PeerId
 from ...exceptions import DeadlineExceeded, Libp2pError, ProtocolViolation
+from ...network import events as ev
 from ...network.connection import Stream
 
 if TYPE_CHECKING:
@@ -41,6 +42,17 @@ class PingService:
 
     def start(self) -> None:
         self.host.set_stream_handler(PROTOCOL_ID, self._handle)
+        self.host.bus.on(ev.ConnectionClosed, self._on_connection_closed, service=True)
+
+    def _on_connection_closed(self, event: ev.ConnectionClosed) -> None:
+        # The kept outbound stream dies with its connection: forget it (and the peer's idle lock), or the closed
+        # stream would pin the whole connection (muxer, security, socket objects) for as long as we know the peer.
+        s = self._streams.get(event.peer)
+        if s is not None and s.conn is event.conn:
+            del self._streams[event.peer]
+            lock = self._locks.get(event.peer)
+            if lock is not None and not lock.locked():
+                del self._locks[event.peer]
 
     async def _handle(self, stream: Stream) -> None:
         peer = stream.remote_peer
