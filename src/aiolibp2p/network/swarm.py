@@ -31,6 +31,7 @@ from ..exceptions import (
     NegotiationError,
     NoTransportForAddress,
     ProtocolNotSupported,
+    ProtocolViolation,
     ResourceLimitExceeded,
 )
 from ..multiaddr import Multiaddr
@@ -347,7 +348,7 @@ class Swarm:
                 pipe.abort()
                 return
             try:
-                scope = self.resources.open_connection(Direction.INBOUND)
+                scope = self.resources.open_connection(Direction.INBOUND, pipe.remote_addr)
             except ResourceLimitExceeded as e:
                 log.debug("refusing inbound connection from %s: %s", pipe.remote_addr, e)
                 pipe.abort()
@@ -386,7 +387,7 @@ class Swarm:
                 cc.muxed.abort(None)
                 return
             try:
-                scope = self.resources.open_connection(Direction.INBOUND)
+                scope = self.resources.open_connection(Direction.INBOUND, cc.remote_addr)
             except ResourceLimitExceeded as e:
                 log.debug("refusing inbound connection from %s: %s", cc.remote_addr, e)
                 cc.muxed.abort(None)
@@ -486,6 +487,7 @@ class Swarm:
         cause = (
             conn.close_cause
             or (getattr(exc, "cause", None) if exc is not None else None)
+            or ("protocol-error" if isinstance(exc, ProtocolViolation) else None)
             or ("error" if exc is not None and not isinstance(exc, ConnectionClosed) else "remote-closed")
         )
         if isinstance(exc, ConnectionClosed):
@@ -871,8 +873,10 @@ class Swarm:
             conn.abort()
 
     def sweep(self) -> None:
-        """Periodic housekeeping (the host runs it): forget dial backoffs that ran out long ago."""
+        """Periodic housekeeping (the host runs it): forget dial backoffs that ran out long ago, and refilled
+        connection-rate buckets."""
         self._backoff.prune()
+        self.resources.prune_rate_limiter()
 
     # -- closing -----------------------------------------------------------------------------------------------------
     async def close_peer(self, peer: PeerId) -> None:
