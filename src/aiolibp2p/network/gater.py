@@ -1,7 +1,18 @@
 """Connection gater: deny peers, addresses and subnets at each stage of a connection's life.
 
-Stages (go-libp2p ``ConnectionGater`` is the model): before dialing a peer, before dialing an address,
-on accepting a raw inbound connection, after the security handshake (the peer is known), after the upgrade.
+Stages (go-libp2p ``ConnectionGater`` is the model), each a method a subclass may override:
+
+- :meth:`~ConnectionGater.allow_dial_peer` — before dialing a peer (go ``InterceptPeerDial``);
+- :meth:`~ConnectionGater.allow_dial_addr` — before dialing one of its addresses (``InterceptAddrDial``);
+- :meth:`~ConnectionGater.allow_accept` — on accepting a raw inbound connection, before any handshake work
+  (``InterceptAccept``);
+- :meth:`~ConnectionGater.allow_secured` — after the security handshake, the peer authenticated, in both
+  directions (``InterceptSecured``);
+- :meth:`~ConnectionGater.allow_upgraded` — after security and muxer, with the whole connection (transport,
+  security, muxer, addresses), before it is registered or announced (``InterceptUpgraded``).
+
+A refused connection is closed (the remote sees it end) and its resources released; a refused dial raises
+:class:`~aiolibp2p.exceptions.GaterRefused` (or a ``DialError`` that carries it per address).
 """
 
 from __future__ import annotations
@@ -14,6 +25,7 @@ from ..core.interfaces import Direction
 if TYPE_CHECKING:
     from ..crypto.peer_id import PeerId
     from ..multiaddr import Multiaddr
+    from .connection import Connection
 
 
 class ConnectionGater:
@@ -53,3 +65,8 @@ class ConnectionGater:
 
     def allow_secured(self, direction: Direction, peer: PeerId, remote_addr: object | None) -> bool:
         return peer not in self.denied_peers
+
+    def allow_upgraded(self, conn: Connection) -> bool:
+        """The connection is secured and multiplexed but not yet in use: no event announced it, no stream is
+        open. The base class allows it (its peer and address were checked at the earlier stages)."""
+        return True

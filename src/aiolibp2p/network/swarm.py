@@ -368,7 +368,7 @@ class Swarm:
                 return
             try:
                 self._add_connection(up, pipe, Direction.INBOUND, transport_name, scope)
-            except ResourceLimitExceeded as e:
+            except (ResourceLimitExceeded, GaterRefused) as e:
                 log.debug("refusing connection from %s: %s", up.session.remote_peer, e)
 
         return handle
@@ -394,7 +394,7 @@ class Swarm:
                 return
             try:
                 self._add_connection(cc, cc, Direction.INBOUND, transport_name, scope)
-            except ResourceLimitExceeded as e:
+            except (ResourceLimitExceeded, GaterRefused) as e:
                 log.debug("refusing connection from %s: %s", cc.remote_peer, e)
 
         return handle
@@ -441,8 +441,9 @@ class Swarm:
         transport: str,
         scope: ConnectionScope,
     ) -> Connection:
-        """Register an upgraded connection. Raises ResourceLimitExceeded (after closing it and releasing
-        ``scope``) when the peer is over its connection limit."""
+        """Register an upgraded connection. Raises ResourceLimitExceeded when the peer is over its connection
+        limit, GaterRefused when the gater refuses the upgraded connection (after closing it and releasing
+        ``scope``)."""
         from .upgrader import Upgraded
 
         if not isinstance(up, Upgraded):  # a capable transport's connection (see CapableConnection)
@@ -467,6 +468,10 @@ class Swarm:
             muxer=up.muxer,
         )
         conn.scope = scope
+        if not self.gater.allow_upgraded(conn):
+            scope.done()
+            self._spawn(up.muxed.close())
+            raise GaterRefused(f"gater refused the upgraded connection with {conn.remote_peer}")
         peer = conn.remote_peer
         lst = self._conns.setdefault(peer, [])
         lst.append(conn)
@@ -740,7 +745,9 @@ class Swarm:
             ):
                 scope.done()
                 cc.muxed.abort(None)
-                raise DialError("swarm closed during dial" if self._closed else f"gater refused {peer}")
+                if self._closed:
+                    raise DialError("swarm closed during dial")
+                raise GaterRefused(f"gater refused secured connection with {cc.remote_peer}")
             return self._add_connection(cc, cc, Direction.OUTBOUND, t.name, scope)
         try:
             pipe = await cast(Transport, t).dial(addr)
