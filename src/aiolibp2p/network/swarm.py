@@ -140,7 +140,8 @@ class DialBackoff:
 
     Bounded: an entry is forgotten one backoff period after its backoff ended (go's ``cleanup``: until then a
     new failure still counts the earlier tries) by :meth:`prune`, which the host runs periodically; past
-    ``max_entries`` the table is pruned on insert and, if still full, the failure is not recorded."""
+    ``SwarmConfig.max_backoff_entries`` the table is pruned on insert and, if still full, the failure is not
+    recorded."""
 
     def __init__(self, cfg: SwarmConfig, clock: Callable[[], float] = time.monotonic) -> None:
         self._cfg = cfg
