@@ -47,6 +47,7 @@ _TRANSPORTS = {
     "tcp": ("tcp",),
     "ws": ("ws",),
     "quic": ("quic",),
+    "webrtc-direct": ("webrtc-direct",),
     "both": ("tcp", "ws"),
     "all": ("tcp", "ws", "quic"),
 }
@@ -54,12 +55,15 @@ _LOOPBACK_LISTEN = {
     "tcp": "/ip4/127.0.0.1/tcp/0",
     "ws": "/ip4/127.0.0.1/tcp/0/ws",
     "quic": "/ip4/127.0.0.1/udp/0/quic-v1",
+    "webrtc-direct": "/ip4/127.0.0.1/udp/0/webrtc-direct",
 }
 
 
 def transport_of(addr: str) -> str:
-    """The transport of a listen address: "tcp", "ws" or "quic"."""
+    """The transport of a listen address: "tcp", "ws", "quic" or "webrtc-direct"."""
     parts = addr.split("/")
+    if "webrtc-direct" in parts:
+        return "webrtc-direct"
     if "quic-v1" in parts:
         return "quic"
     return "ws" if "ws" in parts or "wss" in parts else "tcp"

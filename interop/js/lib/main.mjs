@@ -17,7 +17,7 @@ import { attachPubsub, pubsubService } from './pubsub.mjs'
 import { describeConnection, emit, log, setVerbose } from './output.mjs'
 
 const USAGE = `usage: node peer.mjs [--listen MA]... [--no-listen] [--muxer yamux|mplex|both]
-                    [--transport tcp|ws|quic|both|all] [--security noise|tls|both|tls-noise]
+                    [--transport tcp|ws|quic|webrtc-direct|both|all] [--security noise|tls|both|tls-noise]
                     [--private-key HEX] [--no-connection-monitor] [--no-yamux-keepalive]
                     [--mplex-disconnect-threshold N] [--quic-keepalive-ms N]
                     [--quic-idle-timeout-ms N] [--verbose]
@@ -26,10 +26,12 @@ const USAGE = `usage: node peer.mjs [--listen MA]... [--no-listen] [--muxer yamu
 const TCP_LISTEN = '/ip4/127.0.0.1/tcp/0'
 const WS_LISTEN = '/ip4/127.0.0.1/tcp/0/ws'
 const QUIC_LISTEN = '/ip4/127.0.0.1/udp/0/quic-v1'
+const WEBRTC_DIRECT_LISTEN = '/ip4/127.0.0.1/udp/0/webrtc-direct'
 const DEFAULT_LISTEN = {
   tcp: [TCP_LISTEN],
   ws: [WS_LISTEN],
   quic: [QUIC_LISTEN],
+  'webrtc-direct': [WEBRTC_DIRECT_LISTEN],
   both: [TCP_LISTEN, WS_LISTEN],
   all: [TCP_LISTEN, WS_LISTEN, QUIC_LISTEN]
 }
@@ -64,7 +66,7 @@ function parseOptions (argv) {
     throw new Error(`--muxer must be yamux, mplex or both, not ${values.muxer}\n${USAGE}`)
   }
   if (!Object.hasOwn(DEFAULT_LISTEN, values.transport)) {
-    throw new Error(`--transport must be tcp, ws, quic, both (tcp + ws) or all, not ${values.transport}\n${USAGE}`)
+    throw new Error(`--transport must be tcp, ws, quic, webrtc-direct, both (tcp + ws) or all, not ${values.transport}\n${USAGE}`)
   }
   if (!['noise', 'tls', 'both', 'tls-noise'].includes(values.security)) {
     throw new Error(`--security must be noise, tls, both or tls-noise, not ${values.security}\n${USAGE}`)
@@ -108,6 +110,13 @@ async function makeTransports (opts) {
     if (opts['quic-keepalive-ms'] != null) options.keepAliveInterval = Number(opts['quic-keepalive-ms'])
     if (opts['quic-idle-timeout-ms'] != null) options.maxIdleTimeout = Number(opts['quic-idle-timeout-ms'])
     out.push(quic(options))
+  }
+  if (t === 'webrtc-direct') {
+    // WebRTC-direct (node-datachannel): Noise runs inside it over data
+    // channel 0; streams are data channels. A new certificate (so a new
+    // /certhash) is made at every start
+    const { webRTCDirect } = await import('@libp2p/webrtc')
+    out.push(webRTCDirect())
   }
   return out
 }

@@ -103,6 +103,10 @@ def _make_transports(
             from ..transports.websocket import WebSocketTransport
 
             out.append(WebSocketTransport())
+        elif n in ("webrtc-direct", "webrtc"):
+            from ..transports.webrtc import WebRtcDirectConfig, WebRtcDirectTransport
+
+            out.append(WebRtcDirectTransport(key, WebRtcDirectConfig()))
         else:
             raise ValueError(f"unknown transport {n!r}")
     return out
