@@ -258,3 +258,30 @@ def resource_snapshot() -> ResourceSnapshot:
         if target.startswith("socket:"):
             sockets.add(target)
     return ResourceSnapshot(frozenset(asyncio.all_tasks()), frozenset(fds), frozenset(sockets), _rss_bytes())
+
+
+def _webrtc_options(stack: StackFactory, spec: HostSpec) -> dict[str, Any]:
+    """WebRTC-direct secures and multiplexes by itself: limits and keep-alive live in WebRtcDirectConfig."""
+    from aiolibp2p.crypto.keys import generate_key_pair
+    from aiolibp2p.transports.webrtc import WebRtcDirectConfig, WebRtcDirectTransport
+
+    key = generate_key_pair()
+    cfg: dict[str, Any] = {}
+    if spec.max_inbound_streams is not None:
+        cfg["max_inbound_streams"] = spec.max_inbound_streams
+    if spec.keepalive is not None:
+        cfg["keepalive_interval"] = spec.keepalive[0]
+        cfg["idle_timeout"] = spec.keepalive[0] + spec.keepalive[1]
+    return {"key": key, "transports": [WebRtcDirectTransport(key, WebRtcDirectConfig(**cfg))]}
+
+
+STACKS.append(
+    StackFactory(
+        name="webrtc-direct",
+        transport="webrtc-direct",
+        listen_addr="/ip4/127.0.0.1/udp/0/webrtc-direct",
+        carries_stream_reset_code=True,  # the framing's errorCode
+        carries_conn_close_code=False,  # an SCTP ABORT carries no libp2p code (go: CloseWithError ignores it)
+        options=_webrtc_options,
+    )
+)

@@ -1,5 +1,5 @@
 """A stream held by a protocol handler when its remote ends it: what reads and writes give, exactly, and one
-StreamClosed event per stream on each side, after its StreamOpened. On TCP/yamux, TCP/mplex and QUIC."""
+StreamClosed event per stream on each side, after its StreamOpened. On TCP/yamux, TCP/mplex, QUIC and WebRTC-direct."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import aiolibp2p
 from aiolibp2p.exceptions import ConnectionClosed, Libp2pError, StreamClosed, StreamReset
 from aiolibp2p.network import events as ev
 
-STACKS = stack_params(lambda s: s.name in ("tcp-noise-yamux", "tcp-noise-mplex", "quic"))
+STACKS = stack_params(lambda s: s.name in ("tcp-noise-yamux", "tcp-noise-mplex", "quic", "webrtc-direct"))
 HELD = "/held/1.0.0"
 
 

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from ..core.interfaces import Direction, MuxedConnection, MuxedStream
-from ..exceptions import ConnectionClosed, DeadlineExceeded
+from ..exceptions import ConnectionClosed, DeadlineExceeded, StreamReset
 
 if TYPE_CHECKING:
     from ..crypto.keys import PublicKey
@@ -76,13 +76,21 @@ class Stream:
     async def read(self, max_bytes: int = 65536, *, timeout: float | None = None) -> bytes:
         """Up to ``max_bytes`` bytes; b"" at EOF. ``timeout`` (s) raises DeadlineExceeded."""
         aw = self._inner.read(max_bytes)
-        data = await (aw if timeout is None else _within(aw, timeout, "stream read"))
+        try:
+            data = await (aw if timeout is None else _within(aw, timeout, "stream read"))
+        except StreamReset:
+            self._done()  # a reset stream is finished: release its resources even if nobody closes it
+            raise
         self.bytes_read += len(data)
         return data
 
     async def readexactly(self, n: int, *, timeout: float | None = None) -> bytes:
         aw = self._inner.readexactly(n)
-        data = await (aw if timeout is None else _within(aw, timeout, "stream read"))
+        try:
+            data = await (aw if timeout is None else _within(aw, timeout, "stream read"))
+        except StreamReset:
+            self._done()
+            raise
         self.bytes_read += n
         return data
 
@@ -108,10 +116,18 @@ class Stream:
     async def write(self, data: bytes | bytearray | memoryview, *, timeout: float | None = None) -> None:
         self.bytes_written += len(data)
         aw = self._inner.write(data)
-        await (aw if timeout is None else _within(aw, timeout, "stream write"))
+        try:
+            await (aw if timeout is None else _within(aw, timeout, "stream write"))
+        except StreamReset:
+            self._done()
+            raise
 
     async def close_write(self) -> None:
-        await self._inner.close_write()
+        try:
+            await self._inner.close_write()
+        except StreamReset:
+            self._done()
+            raise
 
     async def close(self) -> None:
         try:

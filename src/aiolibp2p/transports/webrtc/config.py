@@ -36,6 +36,9 @@ class WebRtcDirectConfig:
     window closes (the remote waits), so the buffer never grows without bound."""
     max_receive_message_size: int = 256 * 1024 + 1024
     """Largest framed stream message accepted (go-libp2p receives up to 256 KiB + 1 KiB; 16 KiB is sent)."""
+    max_inbound_streams: int = 256
+    """Concurrent inbound streams one connection may hold; a further channel gets RESET at once (the muxers'
+    and QUIC's limit is 256 as well)."""
     max_accept_queue: int = 256
     """Inbound streams waiting for the swarm; beyond that a new channel is reset (go: 256)."""
     max_pending_inbound_handshakes: int = 128

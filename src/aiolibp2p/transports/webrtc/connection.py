@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiortc.rtcdatachannel import RTCDataChannel, RTCDataChannelParameters
 from aiortc.rtcsctptransport import RTCSctpCapabilities, RTCSctpTransport
+from aiortc.utils import uint32_gt
 
 from ...core.interfaces import Direction, MuxedStream, StreamCallback
 from ...exceptions import (
@@ -98,6 +99,43 @@ class _DtlsShim:
 
     async def _send_data(self, data: bytes) -> None:
         self._conn._send_sctp_packet(data)
+
+
+class _Sctp(RTCSctpTransport):  # type: ignore[misc]
+    """aiortc's SCTP association, made to respect the peer's receive window.
+
+    aiortc sends whatever its congestion window allows and ignores the ``a_rwnd`` its peer advertises, so a
+    slow reader on the other side would have to buffer without bound. Here the bytes in flight are also capped
+    by the peer's last advertised window (RFC 9260 §6.1 rule A; with nothing in flight one chunk may go, the
+    zero-window probe)."""
+
+    _peer_rwnd: int = 1 << 30
+
+    async def _receive_data_chunk(self, chunk: Any) -> None:
+        # RFC 9260 §6.2: with our window closed, new DATA is dropped (and SACKed, so the sender learns it);
+        # otherwise a sender that ignores the window would make us buffer without bound
+        last = self._last_received_tsn
+        if (
+            self._advertised_rwnd <= 0
+            and last is not None
+            and uint32_gt(chunk.tsn, last)
+            and chunk.tsn not in self._sack_misordered
+        ):
+            self._sack_needed = True
+            return
+        await super()._receive_data_chunk(chunk)
+
+    async def _receive_sack_chunk(self, chunk: Any) -> None:
+        self._peer_rwnd = chunk.advertised_rwnd
+        await super()._receive_sack_chunk(chunk)
+
+    async def _transmit(self) -> None:
+        saved = self._cwnd
+        self._cwnd = min(saved, max(self._peer_rwnd, 1))
+        try:
+            await super()._transmit()
+        finally:
+            self._cwnd = saved
 
 
 class WebRtcStream(BufferedStream):
@@ -220,13 +258,14 @@ class WebRtcStream(BufferedStream):
 
     def _on_channel_close(self) -> None:
         conn = self._conn
-        conn._streams.pop(self._stream_id, None)
         if self._linger is not None:
             self._linger.cancel()
             self._linger = None
         if conn._association_closed():
-            conn._on_association_closed()
+            conn._on_association_closed()  # fails every stream (this one too) with ConnectionClosed
             return
+        if conn._streams.get(self._stream_id) is self:
+            del conn._streams[self._stream_id]
         if self._error is None and not (self._core.fin_received and self._core.write_closed):
             # a channel closed without our FIN exchange complete is a reset (go: EOF without FIN)
             self._write_closed = True
@@ -552,7 +591,7 @@ class WebRtcConnection:
         self._noise = self._noise_factory(
             is_initiator=self.is_server, expected_peer=self._expected_peer, prologue=prologue
         )
-        sctp = RTCSctpTransport(self._shim, port=SCTP_PORT)  # type: ignore[arg-type]
+        sctp = _Sctp(self._shim, port=SCTP_PORT)
         sctp._advertised_rwnd = self.config.sctp_receive_window
         self.sctp = sctp
         sctp.on("datachannel", self._on_datachannel)
@@ -692,16 +731,19 @@ class WebRtcConnection:
         s = WebRtcStream(self, channel, sid, Direction.INBOUND)
         if self._closed_exc is not None:
             return
-        if self._inbound_cb is not None and self.handshake.done():
-            self._streams[sid] = s
-            self._inbound_cb(s)
-            return
-        if len(self._pending_inbound) >= self.config.max_accept_queue:
-            log.debug("%r: accept queue full; resetting stream %d", self, sid)
+        inbound = sum(1 for x in self._streams.values() if x.direction is Direction.INBOUND)
+        if (
+            len(self._pending_inbound) >= self.config.max_accept_queue
+            or inbound >= self.config.max_inbound_streams
+        ):
+            log.debug("%r: too many inbound streams; resetting stream %d", self, sid)
             s._send(s._core.send_reset(0))
             s._close_channel()
             return
         self._streams[sid] = s
+        if self._inbound_cb is not None and self.handshake.done():
+            self._inbound_cb(s)
+            return
         self._pending_inbound.append(s)
 
     # -- ending -------------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import hashlib
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import serialization
-from OpenSSL import SSL, crypto
+from OpenSSL import SSL
 
 from .certificate import WebRtcCertificate
 
@@ -52,11 +52,8 @@ def _context(cert: WebRtcCertificate, mtu: int) -> SSL.Context:
     ctx = SSL.Context(SSL.DTLS_METHOD)
     ctx.set_options(SSL.OP_NO_TICKET | SSL.OP_NO_QUERY_MTU)
     ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, lambda *_: True)
-    key_pem = cert.private_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    ctx.use_privatekey(crypto.load_privatekey(crypto.FILETYPE_PEM, key_pem))
-    ctx.use_certificate(crypto.load_certificate(crypto.FILETYPE_ASN1, cert.der))
+    ctx.use_privatekey(cert.private_key)
+    ctx.use_certificate(cert.certificate)
     ctx.set_cipher_list(_CIPHERS)
     return ctx
 
@@ -118,12 +115,12 @@ class DtlsEngine:
             events.append(DtlsFailed(f"DTLS handshake failed: {e}"))
             return
         self._flush()
-        cert = self._ssl.get_peer_certificate()
+        cert = self._ssl.get_peer_certificate(as_cryptography=True)
         if cert is None:
             self._closed = True
             events.append(DtlsFailed("the remote presented no DTLS certificate"))
             return
-        der = crypto.dump_certificate(crypto.FILETYPE_ASN1, cert)
+        der = cert.public_bytes(serialization.Encoding.DER)
         self.remote_fingerprint = hashlib.sha256(der).digest()
         self.handshake_done = True
         events.append(DtlsHandshakeComplete(self.remote_fingerprint))
