@@ -101,7 +101,7 @@ class _DtlsShim:
         self._conn._send_sctp_packet(data)
 
 
-class _Sctp(RTCSctpTransport):  # type: ignore[misc]
+class _Sctp(RTCSctpTransport):
     """aiortc's SCTP association, made to respect the peer's receive window.
 
     aiortc sends whatever its congestion window allows and ignores the ``a_rwnd`` its peer advertises, so a
@@ -591,7 +591,7 @@ class WebRtcConnection:
         self._noise = self._noise_factory(
             is_initiator=self.is_server, expected_peer=self._expected_peer, prologue=prologue
         )
-        sctp = _Sctp(self._shim, port=SCTP_PORT)
+        sctp = _Sctp(self._shim, port=SCTP_PORT)  # type: ignore[arg-type]
         sctp._advertised_rwnd = self.config.sctp_receive_window
         self.sctp = sctp
         sctp.on("datachannel", self._on_datachannel)
