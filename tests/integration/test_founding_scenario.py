@@ -40,6 +40,7 @@ LISTEN = {
     "tcp": "/ip4/{ip}/tcp/0",
     "quic": "/ip4/{ip}/udp/0/quic-v1",
     "websocket": "/ip4/{ip}/tcp/0/ws",
+    "webrtc-direct": "/ip4/{ip}/udp/0/webrtc-direct",
 }
 
 

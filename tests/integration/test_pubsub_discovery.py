@@ -58,9 +58,10 @@ async def _wait_until(pred: object, timeout: float, what: str) -> None:
 
 
 async def run_discovery_scenario(
-    router: str, *, seed: int | None = None, via: str = "memory"
+    router: str, *, seed: int | None = None, via: str = "memory", transport: str = "tcp"
 ) -> ScenarioResult:
-    """``via``: "memory" (go's mock discovery server) or "rendezvous" (a rendezvous point host)."""
+    """``via``: "memory" (go's mock discovery server) or "rendezvous" (a rendezvous point host).
+    ``transport``: "tcp" or "webrtc-direct" (the transport of the founding bug)."""
     rng = random.Random(seed)
     make = floodsub if router == "floodsub" else gossipsub
     server = MemoryDiscoveryServer(rng=random.Random(rng.random()))
@@ -85,8 +86,11 @@ async def run_discovery_scenario(
                 return server.count(NAMESPACE)
             return len(rendezvous.registry.registrations(NAMESPACE))
 
+        tpl = "/ip4/{}/tcp/0" if transport == "tcp" else "/ip4/{}/udp/0/webrtc-direct"
         hosts = [
-            aiolibp2p.new_host(listen=["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.2/tcp/0"], transports=["tcp"])
+            aiolibp2p.new_host(
+                listen=[tpl.format("127.0.0.1"), tpl.format("127.0.0.2")], transports=[transport]
+            )
             for _ in range(NUM_HOSTS)
         ]
 
@@ -133,6 +137,13 @@ async def test_simple_discovery(router: str) -> None:
     result = await run_discovery_scenario(router)
     assert result.ok
     assert result.seconds < SCENARIO_TIMEOUT + 5  # +5: closing 20 hosts happens outside the bound
+
+
+async def test_simple_discovery_over_webrtc_direct() -> None:
+    """The founding scenario's own transport: the same 20 hosts over WebRTC-direct only."""
+    result = await run_discovery_scenario("gossipsub", transport="webrtc-direct")
+    assert result.ok
+    assert result.seconds < SCENARIO_TIMEOUT + 5
 
 
 async def test_simple_discovery_via_rendezvous() -> None:
