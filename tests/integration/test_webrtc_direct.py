@@ -1,0 +1,145 @@
+"""WebRTC-direct faults and bad input over loopback: a STUN flood with made-up ufrags is bounded and the
+listener keeps serving; a dialer that expects another certhash is refused; an oversized framed message resets
+only its stream; a peer that vanishes without a word is detected by the idle timeout; the certificate (so the
+address) survives a restart when persisted."""
+
+from __future__ import annotations
+
+import asyncio
+import pathlib
+import socket
+
+import pytest
+
+import aiolibp2p
+from aiolibp2p.crypto.keys import generate_key_pair
+from aiolibp2p.exceptions import DialError, StreamReset
+from aiolibp2p.network import events as ev
+from aiolibp2p.protocols.echo import PROTOCOL_ID as ECHO
+from aiolibp2p.protocols.echo import echo_roundtrip, handle_echo
+from aiolibp2p.transports.webrtc import WebRtcCertificate, WebRtcDirectConfig, WebRtcDirectTransport, ice
+from aiolibp2p.transports.webrtc.framing import encode_data
+from aiolibp2p.wire.varint import encode_uvarint
+
+LISTEN = "/ip4/127.0.0.1/udp/0/webrtc-direct"
+
+
+def _host(config: WebRtcDirectConfig | None = None, listen: bool = True) -> aiolibp2p.Host:
+    key = generate_key_pair()
+    return aiolibp2p.new_host(
+        key=key, listen=[LISTEN] if listen else [], transports=[WebRtcDirectTransport(key, config)]
+    )
+
+
+async def test_stun_flood_with_unknown_ufrags_is_bounded() -> None:
+    cfg = WebRtcDirectConfig(max_pending_inbound_handshakes=8, max_pending_per_ip=4, handshake_timeout=2)
+    async with asyncio.timeout(20), _host(cfg) as srv, _host(listen=False) as cli:
+        srv.set_stream_handler(ECHO, handle_echo)
+        (transport,) = srv.swarm.transports
+        assert isinstance(transport, WebRtcDirectTransport)
+        (ep,) = transport._listening
+        host, port = (
+            srv.listen_addrs[0].value_for_protocol("ip4"),
+            srv.listen_addrs[0].value_for_protocol("udp"),
+        )
+        assert host is not None and port is not None
+        socks = []
+        for _ in range(40):  # 40 source ports on one IP, each sending checks with fresh ufrags, then no DTLS
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.bind(("127.0.0.2", 0))
+            socks.append(sock)
+        try:
+            for sock in socks:
+                for _ in range(5):
+                    _, data = ice.binding_request(
+                        ice.IceCredentials.for_dial_v1(), controlling=True, tie_breaker=1, use_candidate=True
+                    )
+                    sock.sendto(data, (host, int(port)))
+                    sock.sendto(b"\x00\x01garbage" * 3, (host, int(port)))
+            await asyncio.sleep(0.3)
+            assert ep.num_connections <= 4  # the per-IP bound
+            assert ep.stats_refused > 0
+            # the listener still serves a real peer meanwhile
+            peer = await cli.connect(srv.full_addrs()[0])
+            s = await cli.new_stream(peer, [ECHO])
+            assert await echo_roundtrip(s, 100_000) == 100_000
+        finally:
+            for sock in socks:
+                sock.close()
+        # the flood's half-open connections expire with the handshake timeout
+        await asyncio.sleep(2.5)
+        assert ep.num_connections == 1
+
+
+async def test_dial_with_another_certhash_is_refused() -> None:
+    async with asyncio.timeout(20), _host() as srv, _host(listen=False) as cli:
+        good = srv.full_addrs()[0]
+        bad = str(good).replace(
+            str(good).split("/certhash/")[1].split("/")[0], WebRtcCertificate.generate().certhash
+        )
+        with pytest.raises(DialError) as ei:
+            await cli.connect(bad, timeout=5)
+        assert "certhash" in repr(ei.value.errors), ei.value.errors
+        assert srv.connections() == []
+        await cli.connect(good)
+
+
+async def test_oversized_message_resets_only_its_stream() -> None:
+    async with asyncio.timeout(20), _host() as srv, _host(listen=False) as cli:
+        srv.set_stream_handler(ECHO, handle_echo)
+        got: asyncio.Queue[aiolibp2p.Stream] = asyncio.Queue()
+
+        async def park(s: aiolibp2p.Stream) -> None:
+            got.put_nowait(s)
+            await asyncio.sleep(5)
+
+        srv.set_stream_handler("/park/1.0.0", park)
+        peer = await cli.connect(srv.full_addrs()[0])
+        s = await cli.new_stream(peer, ["/park/1.0.0"])
+        await s.write(b"x")
+        theirs = await got.get()
+        ws = s.muxed_stream
+        inner = getattr(ws, "_inner", ws)  # under a lazily negotiated stream
+        # a framed message claiming 1 MiB: beyond max_receive_message_size (256 KiB + 1 KiB)
+        inner._send([encode_uvarint(1 << 20) + b"\x12"])  # type: ignore[attr-defined]
+        with pytest.raises(StreamReset):
+            await theirs.read(timeout=2)
+        with pytest.raises(StreamReset):
+            await s.read(timeout=2)
+        # the connection and other streams are fine
+        s2 = await cli.new_stream(peer, [ECHO])
+        assert await echo_roundtrip(s2, 50_000) == 50_000
+        assert len(cli.connections(peer)) == 1
+        # a normal message of 16 KiB - 7 is fine
+        assert len(encode_data(bytes(16377))) <= 16384
+
+
+async def test_silently_vanished_peer_is_detected_by_the_idle_timeout() -> None:
+    cfg = WebRtcDirectConfig(keepalive_interval=0.2, idle_timeout=1.0)
+    async with asyncio.timeout(20), _host(cfg) as srv, _host(cfg, listen=False) as cli:
+        gone = asyncio.Event()
+        srv.on(ev.PeerDisconnected, lambda e: gone.set())
+        peer = await cli.connect(srv.full_addrs()[0])
+        await asyncio.sleep(0.6)  # consent checks keep an idle connection alive beyond...
+        assert srv.connections() and cli.connections(peer)
+        (conn,) = cli.connections(peer)
+        conn.muxed.endpoint._transport.abort()  # type: ignore[attr-defined]  # the dialer vanishes: no ABORT
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        async with asyncio.timeout(3):
+            await gone.wait()
+        assert loop.time() - t0 < 2.5
+        assert srv.connections() == []
+
+
+async def test_persisted_certificate_keeps_the_address(tmp_path: pathlib.Path) -> None:
+    cfg = WebRtcDirectConfig(certificate_file=str(tmp_path / "cert.pem"))
+    key = generate_key_pair()
+    async with aiolibp2p.new_host(
+        key=key, listen=[LISTEN], transports=[WebRtcDirectTransport(key, cfg)]
+    ) as h:
+        first = str(h.listen_addrs[0]).split("/certhash/")[1]
+    async with aiolibp2p.new_host(
+        key=key, listen=[LISTEN], transports=[WebRtcDirectTransport(key, cfg)]
+    ) as h:
+        assert str(h.listen_addrs[0]).split("/certhash/")[1] == first
