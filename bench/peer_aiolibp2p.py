@@ -9,7 +9,7 @@ Usage (run.py does this for you)::
     python bench/peer_aiolibp2p.py conns ADDR --count N [--concurrency C]
 
 Stack (``--transport``, the same names in every bench peer): ``tcp`` = TCP + Noise + yamux (the default),
-``tcp-tls`` = TCP + TLS 1.3 + yamux, ``ws`` = WebSocket + Noise + yamux, ``quic`` = QUIC-v1. The server serves ``/perf/1.0.0`` (the spec's perf protocol, 256 KiB writes) and
+``tcp-tls`` = TCP + TLS 1.3 + yamux, ``ws`` = WebSocket + Noise + yamux, ``quic`` = QUIC-v1, ``webrtc-direct`` = WebRTC-direct. The server serves ``/perf/1.0.0`` (the spec's perf protocol, 256 KiB writes) and
 ``/ipfs/ping/1.0.0``, prints ``{"event": "listening", "addr": ..., "pid": ...}`` and exits on stdin EOF (or
 after ``--lifetime`` seconds). The ``conns`` client opens N connections from N distinct identities (used to
 measure any implementation's listener), prints its result, then holds them until stdin EOF.
@@ -41,6 +41,11 @@ STACKS: dict[str, dict[str, Any]] = {
     "tcp-tls": {"listen": "/ip4/127.0.0.1/tcp/0", "transports": ["tcp"], "security": ["tls"]},
     "ws": {"listen": "/ip4/127.0.0.1/tcp/0/ws", "transports": ["ws"], "security": SECURITY},
     "quic": {"listen": "/ip4/127.0.0.1/udp/0/quic-v1", "transports": ["quic"], "security": SECURITY},
+    "webrtc-direct": {
+        "listen": "/ip4/127.0.0.1/udp/0/webrtc-direct",
+        "transports": ["webrtc-direct"],
+        "security": SECURITY,
+    },
 }
 BLOCK = 256 * 1024
 _ZEROS = memoryview(bytes(BLOCK))

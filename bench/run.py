@@ -49,6 +49,7 @@ SCENARIOS = ("throughput", "dial", "ping", "memory", "streams", "transports")
 # --transport of every bench peer -> what the stack is
 TRANSPORT_STACKS = {
     "quic": "QUIC-v1",
+    "webrtc-direct": "WebRTC-direct",
     "ws": "WebSocket + Noise + yamux",
     "tcp-tls": "TCP + TLS + yamux",
     "tcp": "TCP + Noise + yamux",
@@ -489,6 +490,13 @@ def _transport_verdicts(metrics: list[Metric]) -> None:
         if m.unit == "ms":
             if stack == "quic":
                 m.notes["verdict"] = ("✅" if a <= 5 else "❌") + " target <= 5 ms"
+            elif stack == "webrtc-direct":
+                m.notes["verdict"] = ("✅" if a <= 150 else "❌") + " target <= 150 ms"
+            continue
+        if stack == "webrtc-direct":
+            js = mine.get("js-libp2p")
+            if js:
+                m.notes["verdict"] = ("✅ " if a >= 0.5 * js else "❌ ") + f"{a / js:.0%} of js (target >= 50%)"
             continue
         parts = [
             f"{a / mine[k]:{f}}x {k.split('-')[0]}"
@@ -629,8 +637,15 @@ def main() -> int:
     p.add_argument("--only", help=f"comma-separated scenarios: {', '.join(SCENARIOS)}")
     p.add_argument("--impls", default=",".join(IMPLS), help="comma-separated implementations")
     p.add_argument("--reps", type=int, help="repetitions per scenario (default 5, quick 2)")
+    p.add_argument(
+        "--stacks", help=f"comma-separated stacks of the transports scenario: {', '.join(TRANSPORT_STACKS)}"
+    )
     p.add_argument("--out", default=str(RESULTS / "latest"), help="results path prefix (.json and .md)")
     args = p.parse_args()
+    if args.stacks:
+        for name in list(TRANSPORT_STACKS):
+            if name not in args.stacks.split(","):
+                del TRANSPORT_STACKS[name]
     only = args.only.split(",") if args.only else list(SCENARIOS)
     for s in only:
         if s not in SCENARIOS:

@@ -36,6 +36,14 @@ CONFIG_CLASSES: list[tuple[str, str]] = [
         "aiolibp2p.muxers.yamux.engine.YamuxConfig",
         "``YamuxMuxer(YamuxConfig(...))`` in ``new_host(muxers=[...])``",
     ),
+    (
+        "aiolibp2p.transports.quic.config.QuicConfig",
+        "``QuicTransport(key, QuicConfig(...))`` in ``new_host(transports=[...])``",
+    ),
+    (
+        "aiolibp2p.transports.webrtc.config.WebRtcDirectConfig",
+        "``WebRtcDirectTransport(key, WebRtcDirectConfig(...))`` in ``new_host(transports=[...])``",
+    ),
 ]
 OPTIONAL_CONFIG_CLASSES: list[tuple[str, str]] = [
     ("aiolibp2p.pubsub.core.PubSubConfig", "``gossipsub(host, **options)`` / ``floodsub(host, **options)``"),

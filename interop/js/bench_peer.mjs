@@ -53,6 +53,11 @@ const STACKS = {
     listen: '/ip4/127.0.0.1/udp/0/quic-v1',
     transport: async () => (await import('@chainsafe/libp2p-quic')).quic(),
     encrypter: async () => noise() // libp2p wants one; QUIC connections do not use it
+  },
+  'webrtc-direct': {
+    listen: '/ip4/127.0.0.1/udp/0/webrtc-direct',
+    transport: async () => (await import('@libp2p/webrtc')).webRTCDirect(),
+    encrypter: async () => noise() // Noise runs inside WebRTC-direct (data channel 0)
   }
 }
 
