@@ -32,6 +32,7 @@ CONFIG_CLASSES: list[tuple[str, str]] = [
     ("aiolibp2p.network.upgrader.UpgraderConfig", "``new_host(upgrader_config=...)``: connection upgrades"),
     ("aiolibp2p.network.resources.ResourceLimits", "``new_host(resource_limits=...)``: the resource manager"),
     ("aiolibp2p.network.connmgr.ConnManagerConfig", "``new_host(conn_manager=...)``: the connection manager"),
+    ("aiolibp2p.dns.DnsConfig", "``new_host(dns=DnsConfig(...))``: ``/dnsaddr`` and ``/dns*`` resolution"),
     (
         "aiolibp2p.muxers.yamux.engine.YamuxConfig",
         "``YamuxMuxer(YamuxConfig(...))`` in ``new_host(muxers=[...])``",
@@ -142,7 +143,7 @@ def config_reference() -> str:
         "`None` means: use the module default below (`listen` → `DEFAULT_LISTEN_ADDRS`, `transports` →",
         "`DEFAULT_TRANSPORTS`, `security` → `DEFAULT_SECURITY`, `muxers` → `DEFAULT_MUXERS`, `swarm_config` →",
         "`SWARM`, `upgrader_config` → `UPGRADER`, `resource_limits` → `RESOURCE_LIMITS`, `conn_manager` →",
-        "`CONN_MANAGER`; `key` → a fresh Ed25519 key; `gater` → allow everything).",
+        "`CONN_MANAGER`, `dns` → `DNS`; `key` → a fresh Ed25519 key; `gater` → allow everything).",
         "",
         "## `aiolibp2p.host.defaults`",
         "",

@@ -123,6 +123,17 @@ class NoTransportForAddress(DialError):
     """No configured transport can dial this multiaddr."""
 
 
+class DnsResolutionError(DialError):
+    """A ``/dnsaddr`` or ``/dns*`` address did not resolve to any dialable address: the name does not exist,
+    the query failed or timed out, or no record matched. ``name`` is the address or DNS name concerned."""
+
+    def __init__(
+        self, message: str, errors: dict[str, BaseException] | None = None, *, name: str | None = None
+    ) -> None:
+        super().__init__(message, errors)
+        self.name = name
+
+
 class ResourceLimitExceeded(Libp2pError):
     """A named resource limit (connections, streams, memory) refused the request."""
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from ..crypto.keys import KeyType, PrivateKey, generate_key_pair, load_private_key_file, save_private_key_file
 from ..crypto.peer_id import PeerId
+from ..dns import DnsConfig
 from ..exceptions import Libp2pError
 from ..host.host import Host, new_host
 from ..network import events as ev
@@ -55,11 +56,13 @@ def _use_uvloop() -> None:
 
 
 def _client_host(args: argparse.Namespace) -> Host:
+    servers = getattr(args, "dns_server", None)
     return new_host(
         listen=[],
         key=_load_key(getattr(args, "key", None)),
         muxers=args.muxer if getattr(args, "muxer", None) else None,
         security=args.security if getattr(args, "security", None) else None,
+        dns=DnsConfig(nameservers=tuple(servers)) if servers else None,
     )
 
 
@@ -380,6 +383,12 @@ def build_parser() -> argparse.ArgumentParser:
         if client:
             sp.add_argument("addr", help="multiaddr of the peer, ending in /p2p/<peer id>")
             sp.add_argument("--timeout", type=float, default=15.0, help="seconds for each step")
+            sp.add_argument(
+                "--dns-server",
+                action="append",
+                metavar="IP[:PORT]",
+                help="DNS server for /dnsaddr and /dns* addresses (repeatable; default: the system's)",
+            )
 
     s = sub.add_parser("serve", help="serve identify, ping and /echo/1.0.0")
     common(s, False)

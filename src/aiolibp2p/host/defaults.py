@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..dns import DnsConfig
 from ..network.connmgr import ConnManagerConfig
 from ..network.resources import ResourceLimits
 from ..network.swarm import SwarmConfig
@@ -22,6 +23,9 @@ UPGRADER = UpgraderConfig()
 CONN_MANAGER = ConnManagerConfig()
 """Watermarks 160/192 as go-libp2p's defaults."""
 RESOURCE_LIMITS = ResourceLimits()
+DNS = DnsConfig()
+"""``/dnsaddr`` resolution through the system's DNS servers (5 s, 4 nested levels, 100 addresses); ``/dns*`` names
+are left to the transports."""
 
 IDENTIFY_TIMEOUT = 10.0
 PING_TIMEOUT = 10.0

@@ -13,6 +13,7 @@ from typing import Any
 from ..core.interfaces import LocalIdentity, MuxerFactory, SecurityTransport
 from ..crypto.keys import PrivateKey, generate_key_pair
 from ..crypto.peer_id import PeerId
+from ..dns import DnsConfig, DnsResolver
 from ..exceptions import DialError
 from ..multiaddr import Multiaddr
 from ..network import events as ev
@@ -138,6 +139,7 @@ class Host:
         identify_timeout: float = defaults.IDENTIFY_TIMEOUT,
         ping_timeout: float = defaults.PING_TIMEOUT,
         announce_addrs: Sequence[AddrLike] | None = None,
+        dns: DnsConfig | None = None,
     ) -> None:
         self.private_key = key or generate_key_pair()
         self.peer_id = PeerId.from_public_key(self.private_key.public_key)
@@ -162,6 +164,7 @@ class Host:
             swarm_config or defaults.SWARM,
             self.gater,
             ResourceManager(resource_limits or defaults.RESOURCE_LIMITS),
+            DnsResolver(dns or defaults.DNS),
         )
         self.conn_manager = ConnectionManager(self.swarm, conn_manager or defaults.CONN_MANAGER)
         self.identify_service = IdentifyService(self, agent_version=agent_version, timeout=identify_timeout)
@@ -357,6 +360,7 @@ def new_host(**options: Any) -> Host:
 
     Options: ``listen``, ``key``, ``transports``, ``security``, ``muxers``, ``swarm_config``,
     ``upgrader_config``, ``gater``, ``resource_limits``, ``conn_manager``, ``agent_version``, ``keepalive_interval``, ``keepalive_timeout``,
-    ``identify_timeout``, ``ping_timeout``, ``announce_addrs``. Defaults: :mod:`aiolibp2p.host.defaults`.
+    ``identify_timeout``, ``ping_timeout``, ``announce_addrs``, ``dns`` (a :class:`~aiolibp2p.dns.DnsConfig`:
+    name servers and limits of ``/dnsaddr`` resolution). Defaults: :mod:`aiolibp2p.host.defaults`.
     """
     return Host(**options)

@@ -22,10 +22,12 @@ from typing import TYPE_CHECKING, Protocol, TypeGuard, cast
 from ..core.interfaces import Direction, Listener, LocalIdentity, MuxedConnection, MuxedStream, Transport
 from ..core.pipe import Pipe
 from ..crypto.peer_id import PeerId
+from ..dns import DnsResolver
 from ..exceptions import (
     ConnectionClosed,
     DeadlineExceeded,
     DialError,
+    DnsResolutionError,
     GaterRefused,
     Libp2pError,
     NegotiationError,
@@ -262,6 +264,7 @@ class Swarm:
         config: SwarmConfig | None = None,
         gater: ConnectionGater | None = None,
         resources: ResourceManager | None = None,
+        resolver: DnsResolver | None = None,
     ) -> None:
         self.identity = identity
         self.local_peer = identity.peer_id
@@ -280,6 +283,7 @@ class Swarm:
         self._backoff = DialBackoff(self.config)
         self._closed = False
         self.resources = resources or ResourceManager()
+        self.resolver = resolver or DnsResolver()
 
     # -- protocol handlers --------------------------------------------------------------------------------------
     def set_stream_handler(self, protocol: str, handler: StreamHandler) -> None:
@@ -636,10 +640,38 @@ class Swarm:
         except TimeoutError:
             raise DeadlineExceeded("dial", t) from None
 
+    async def _resolve_addrs(
+        self, addrs: list[Multiaddr], errors: dict[str, BaseException]
+    ) -> list[Multiaddr]:
+        """``addrs`` with each ``/dnsaddr`` (and ``/dns*``, when the resolver resolves names) replaced by the
+        addresses it resolves to (concurrently, each bounded by the resolver's timeout); one that fails is
+        recorded in ``errors``."""
+        needs = [self.resolver.needs_resolution(a) for a in addrs]
+        if not any(needs):
+            return addrs
+        todo = [a for a, n in zip(addrs, needs, strict=True) if n]
+        results = await asyncio.gather(*(self.resolver.resolve(a) for a in todo), return_exceptions=True)
+        resolved = dict(zip(todo, results, strict=True))
+        out: list[Multiaddr] = []
+        for a, n in zip(addrs, needs, strict=True):
+            if not n:
+                out.append(a)
+                continue
+            r = resolved[a]
+            if isinstance(r, DnsResolutionError):
+                errors[str(a)] = r
+            elif isinstance(r, BaseException):
+                raise r
+            else:
+                log.debug("resolved %s to %d address(es)", a, len(r))
+                out.extend(r)
+        return out
+
     async def _dial(self, peer: PeerId, addrs: list[Multiaddr], *, explicit: bool) -> Connection:
         candidates: list[Multiaddr] = []
         errors: dict[str, BaseException] = {}
         seen: set[Multiaddr] = set()
+        addrs = await self._resolve_addrs(addrs, errors)
         for a in addrs:
             base, pid = a.split_peer_id()
             if pid is not None and pid != str(peer):
@@ -659,6 +691,9 @@ class Swarm:
                 continue
             candidates.append(base)
         if not candidates:
+            if errors and all(isinstance(e, DnsResolutionError) for e in errors.values()):
+                first = next(iter(errors.values()))
+                raise DnsResolutionError(f"no address of {peer} resolved: {first}", errors)
             raise DialError(f"no dialable address for {peer}", errors)
         ranked = rank_addrs(candidates)
         try:

@@ -17,6 +17,7 @@ from typing import Any
 
 from ...crypto.keys import PrivateKey
 from ...crypto.peer_id import PeerId
+from ...dns.families import DNS_PROTOCOLS, socket_family
 from ...exceptions import DialError, MultiaddrError
 from ...multiaddr import Multiaddr
 from ...security.tls.certificate import TlsCertificate
@@ -32,9 +33,6 @@ log = logging.getLogger(__name__)
 CapableHandler = Callable[[QuicConnection], Awaitable[None]]
 
 
-_DNS_FAMILIES = {"dns": socket.AF_UNSPEC, "dns4": socket.AF_INET, "dns6": socket.AF_INET6}
-
-
 def _quic_host_port(addr: Multiaddr) -> tuple[str, str, int]:
     """``(host protocol, host, port)`` of ``/ip4|ip6|dns|dns4|dns6/<host>/udp/<port>/quic-v1[/p2p/<id>]``."""
     items = addr.items()
@@ -42,7 +40,7 @@ def _quic_host_port(addr: Multiaddr) -> tuple[str, str, int]:
         items = items[:-1]
     if (
         len(items) != 3
-        or items[0][0] not in ("ip4", "ip6", *_DNS_FAMILIES)
+        or items[0][0] not in ("ip4", "ip6", *DNS_PROTOCOLS)
         or items[1][0] != "udp"
         or items[2][0] != "quic-v1"
     ):
@@ -65,7 +63,7 @@ async def _resolve(proto: str, host: str, port: int, timeout: float) -> str:
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(timeout):
-            infos = await loop.getaddrinfo(host, port, family=_DNS_FAMILIES[proto], type=socket.SOCK_DGRAM)
+            infos = await loop.getaddrinfo(host, port, family=socket_family(proto), type=socket.SOCK_DGRAM)
     except TimeoutError:
         raise DialError(f"resolving {host} timed out after {timeout:g} s") from None
     except OSError as e:
@@ -158,7 +156,7 @@ class QuicTransport:
         """Connect and authenticate. ``peer`` (when known) must be the certificate's peer: PeerIdMismatch.
         A ``/dns*`` name is resolved first (within the handshake timeout) and the first address dialed."""
         proto, host, port = _quic_host_port(addr)
-        if proto in _DNS_FAMILIES:
+        if proto in DNS_PROTOCOLS:
             host = await _resolve(proto, host, port, self.config.handshake_timeout)
         if peer is None:
             pid = addr.get_peer_id()

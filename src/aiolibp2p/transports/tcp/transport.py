@@ -8,12 +8,12 @@ the event loop calls :meth:`TcpPipe.data_received`, which hands the bytes straig
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import cast
 
 from ...core.pipe import PipeReceiver
+from ...dns.families import socket_family
 from ...exceptions import ConnectionClosed, DialError, MultiaddrError
 from ...multiaddr import Multiaddr
 
@@ -270,12 +270,7 @@ class TcpTransport:
         if hp is None:
             raise MultiaddrError(f"not a TCP address: {addr}")
         proto, host, port = hp
-        family = {
-            "ip4": socket.AF_INET,
-            "dns4": socket.AF_INET,
-            "ip6": socket.AF_INET6,
-            "dns6": socket.AF_INET6,
-        }.get(proto, socket.AF_UNSPEC)
+        family = socket_family(proto)
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.config.dial_timeout):

@@ -41,6 +41,7 @@ except ImportError:  # pragma: no cover - a build of websockets without its C ex
     from websockets.utils import apply_mask
 
 from ...core.pipe import PipeReceiver
+from ...dns.families import socket_family
 from ...exceptions import (
     ConnectionClosed,
     DialError,
@@ -69,12 +70,6 @@ PROTOCOL_NAME = "websocket"
 DEFAULT_WS_PORT = 80
 DEFAULT_WSS_PORT = 443
 _HOST_PROTOCOLS = ("ip4", "ip6", "dns", "dns4", "dns6")
-_FAMILIES = {
-    "ip4": socket.AF_INET,
-    "dns4": socket.AF_INET,
-    "ip6": socket.AF_INET6,
-    "dns6": socket.AF_INET6,
-}
 
 
 class WebSocketHandshakeError(HandshakeError, DialError):
@@ -664,7 +659,7 @@ class WebSocketTransport:
             ssl_ctx = cfg.client_ssl or ssl.create_default_context()
         scheme = wa.scheme_suffix
         loop = asyncio.get_running_loop()
-        family = _FAMILIES.get(wa.host_protocol, socket.AF_UNSPEC)
+        family = socket_family(wa.host_protocol)
         try:
             async with asyncio.timeout(cfg.dial_timeout + (cfg.handshake_timeout if wa.secure else 0.0)):
                 _, pipe = await loop.create_connection(
