@@ -6,7 +6,10 @@ Usage::
 
 Scenarios (NAME): ``throughput``, ``dial``, ``ping``, ``memory`` (also gives the accept rate), ``streams``,
 ``transports`` (single-stream throughput and dial + first ping per stack: QUIC-v1, WebSocket, TCP + TLS + yamux
-and TCP + Noise + yamux, each peer started with ``--transport``).
+and TCP + Noise + yamux, each peer started with ``--transport``), ``gossipsub`` (10 hosts of one implementation in
+one process, full mesh, publish rates swept: delivery, latency, CPU per message hop; ``bench/pubsub_bench.py``,
+``bench/pubsub_pylibp2p.py``, ``interop/js/gossip_bench.mjs``; plus 50 aiolibp2p hosts in 5 processes; also
+written to ``bench/results/gossipsub.md`` and ``.json``).
 Every implementation runs as its own server process (``bench/peer_aiolibp2p.py``, ``bench/peer_pylibp2p.py``
 in its own venv ``bench/.venv-py-libp2p`` made here on first use, ``interop/js/bench_peer.mjs``), and its own
 client process talks to it over TCP + Noise + yamux on 127.0.0.1. Repetitions are interleaved across the
@@ -45,7 +48,9 @@ PY_LIBP2P_REQ = "libp2p==0.8.1"
 MIB = 1024 * 1024
 
 IMPLS = ("aiolibp2p", "py-libp2p", "js-libp2p", "tcp-floor")
-SCENARIOS = ("throughput", "dial", "ping", "memory", "streams", "transports")
+SCENARIOS = ("throughput", "dial", "ping", "memory", "streams", "transports", "gossipsub")
+# scenarios that start their own processes (no shared bench server)
+OWN_PROCESSES = ("memory", "transports", "gossipsub")
 # --transport of every bench peer -> what the stack is
 TRANSPORT_STACKS = {
     "quic": "QUIC-v1",
@@ -63,6 +68,7 @@ TARGETS = {
     "streams": ">= js-libp2p and >= 4x py-libp2p",
     "transports": "QUIC >= js-libp2p's QUIC, byte-exact every run; WebSocket >= js-libp2p's ws; TCP+TLS+yamux "
     ">= 60% of TCP+Noise+yamux; QUIC dial + first ping <= 5 ms",
+    "gossipsub": ">= 600 msg/s with 100% delivery and median latency <= 20 ms; CPU per hop <= 150 µs",
 }
 
 
@@ -519,6 +525,159 @@ def _transport_verdicts(metrics: list[Metric]) -> None:
             m.notes["verdict"] = ", ".join(parts)
 
 
+def _gossip_cmd(impl: Impl, rates: str, cfg: dict[str, Any]) -> tuple[list[str], Path]:
+    common = ["--hosts", "10", "--rates", rates, "--seconds", str(cfg["gossip_seconds"]), "--warmup"]
+    common += ["--drain", str(cfg["gossip_drain"])]
+    if impl.name == "aiolibp2p":
+        return [sys.executable, str(BENCH / "pubsub_bench.py"), "mesh", *common], ROOT
+    if impl.name == "js-libp2p":
+        return [impl.peer[0], "gossip_bench.mjs", *common], JS_DIR
+    return [impl.peer[0], str(BENCH / "pubsub_pylibp2p.py"), *common], ROOT
+
+
+def run_lines(cmd: list[str], cwd: Path, timeout: float, errlog: Path) -> tuple[list[dict[str, Any]], str]:
+    """Every JSON line a command prints (and an error, or "")."""
+    with errlog.open("a") as err:
+        try:
+            r = subprocess.run(
+                cmd,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+                timeout=timeout,
+            )
+        except subprocess.TimeoutExpired as e:
+            out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+            return [
+                json.loads(ln) for ln in out.splitlines() if ln.startswith("{")
+            ], f"timed out after {timeout:.0f} s"
+    lines = [json.loads(ln) for ln in r.stdout.splitlines() if ln.startswith("{")]
+    return lines, "" if r.returncode == 0 else f"exit {r.returncode}"
+
+
+GOSSIP_FIELDS = (
+    ("delivery_pct", "delivery", "%", True),
+    ("lat_median_ms", "median latency", "ms", False),
+    ("lat_p99_ms", "p99 latency", "ms", False),
+    ("cpu_per_hop_us", "CPU per hop", "µs", False),
+)
+
+
+def scenario_gossipsub(impls, servers, cfg, errlog) -> list[Metric]:  # type: ignore[no-untyped-def]
+    """10 hosts of one implementation in one process, full mesh, a swept publish rate (bench/pubsub_bench.py);
+    then aiolibp2p's 50-host network in 5 processes. Writes bench/results/gossipsub.md and .json."""
+    impls = [i for i in impls if i.name != "tcp-floor"]
+    rows: list[dict[str, Any]] = []
+    errors: dict[str, str] = {}
+    for _, impl in rounds(impls, cfg["gossip_reps"]):
+        rates = cfg["gossip_rates_py"] if impl.name == "py-libp2p" else cfg["gossip_rates"]
+        cmd, cwd = _gossip_cmd(impl, rates, cfg)
+        log(f"gossipsub: {impl.name} at {rates} msg/s")
+        lines, err = run_lines(cmd, cwd, cfg["gossip_timeout"], errlog)
+        rows += [ln for ln in lines if "rate" in ln and not ln.get("warmup")]
+        if err:
+            errors[impl.name] = err
+    network: list[dict[str, Any]] = []
+    if any(i.name == "aiolibp2p" for i in impls):
+        for rate in cfg["gossip_network_rates"]:
+            cmd = [sys.executable, str(BENCH / "pubsub_bench.py"), "network", "--rate", str(rate)]
+            cmd += ["--procs", "5", "--hosts-per-proc", "10", "--seconds", str(cfg["gossip_seconds"])]
+            log(f"gossipsub: aiolibp2p 50-host network at {rate} msg/s")
+            lines, err = run_lines(cmd, ROOT, cfg["gossip_timeout"], errlog)
+            network += [ln for ln in lines if ln.get("scenario") == "network"]
+            if err:
+                errors["aiolibp2p network"] = err
+    metrics: list[Metric] = []
+    for rate in sorted({r["rate"] for r in rows}):
+        for key, what, unit, higher in GOSSIP_FIELDS:
+            m = Metric("gossipsub", f"gossipsub 10 hosts, {rate:g} msg/s: {what}", unit, higher)
+            m.notes["rate"] = str(rate)
+            for r in rows:
+                if r["rate"] == rate and r.get(key) is not None:
+                    m.add(r["impl"], float(r[key]))
+            metrics.append(m)
+    for r in network:
+        for key, what, unit, higher in GOSSIP_FIELDS[:3]:
+            m = Metric(
+                "gossipsub", f"gossipsub 50 hosts in 5 processes, {r['rate']:g} msg/s: {what}", unit, higher
+            )
+            m.add("aiolibp2p", float(r[key]))
+            metrics.append(m)
+    for name, why in errors.items():
+        log(f"gossipsub: {name}: {why}")
+    write_gossip_report(rows, network, errors, cfg)
+    return metrics
+
+
+def gossip_verdict(r: dict[str, Any]) -> str:
+    ok_rate = r["delivery_pct"] >= 100.0 and r["lat_median_ms"] <= 20
+    return (
+        ("✅" if ok_rate else "❌")
+        + " delivery/latency, "
+        + ("✅" if r["cpu_per_hop_us"] <= 150 else "❌")
+        + " CPU"
+    )
+
+
+def write_gossip_report(
+    rows: list[dict[str, Any]], network: list[dict[str, Any]], errors: dict[str, str], cfg: dict[str, Any]
+) -> None:
+    lines = [
+        "# GossipSub benchmark",
+        "",
+        f"Run {time.strftime('%Y-%m-%d %H:%M:%S %Z')} on {platform.machine()}, {os.cpu_count()} cores "
+        "(shared machine: compare rows of one run only). `python bench/run.py --only gossipsub`.",
+        "",
+        "10 hosts of one implementation in ONE process, each connected to every other over TCP + Noise + yamux "
+        "on 127.0.0.1, GossipSub with StrictSign and the implementation's defaults (py-libp2p: go's D=6/5/12 "
+        "and a 1 s heartbeat), one topic, 1 KiB messages published by the hosts in turn at the given rate for "
+        f"{cfg['gossip_seconds']} s, then up to {cfg['gossip_drain']} s for the last to arrive (one warm-up round "
+        "first, not shown). delivery: share of (message, other host) pairs received (every message must reach "
+        "all 9 other hosts); latency: publish() call to the subscriber getting it; CPU per hop: the process's "
+        "CPU time over the window / deliveries (a hop = one host receiving, verifying, validating and "
+        "forwarding one message; signing, duplicates and IDONTWANT included). Target (aiolibp2p): "
+        + TARGETS["gossipsub"]
+        + ".",
+        "",
+        "| implementation | rate msg/s | achieved msg/s | delivery % | median ms | p99 ms | CPU/hop µs | verdict |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(rows, key=lambda r: (r["impl"], r["rate"])):
+        lines.append(
+            f"| {r['impl']} | {r['rate']:g} | {r['achieved_rate']:.0f} | {r['delivery_pct']:.2f} | "
+            f"{r['lat_median_ms']:.1f} | {r['lat_p99_ms']:.1f} | {r['cpu_per_hop_us']:.0f} | "
+            + (gossip_verdict(r) if r["impl"] == "aiolibp2p" else "")
+            + " |"
+        )
+    if network:
+        lines += [
+            "",
+            "## 50 aiolibp2p hosts in 5 processes",
+            "",
+            "5 processes × 10 hosts, a random connected graph (a ring plus random edges up to 8 per host), one "
+            "topic, the given total publish rate spread over the 50 hosts, latency across processes from the "
+            "shared CLOCK_MONOTONIC. The 5 processes share the machine's cores.",
+            "",
+            "| hosts | mean degree | rate msg/s | delivery % | median ms | p99 ms | max ms | CPU/hop µs |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in network:
+            lines.append(
+                f"| {r['hosts']} | {r['mean_degree']:.1f} | {r['rate']:g} | {r['delivery_pct']:.2f} | "
+                f"{r['lat_median_ms']:.1f} | {r['lat_p99_ms']:.1f} | {r['lat_max_ms']:.1f} | "
+                f"{r['cpu_per_hop_us']:.0f} |"
+            )
+    if errors:
+        lines += ["", "Errors:", ""] + [f"- {k}: {v}" for k, v in errors.items()]
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "gossipsub.md").write_text("\n".join(lines) + "\n")
+    data = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "mesh": rows, "network": network, "errors": errors}
+    (RESULTS / "gossipsub.json").write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    log("wrote bench/results/gossipsub.md and gossipsub.json")
+
+
 SCENARIO_FUNCS = {
     "throughput": scenario_throughput,
     "dial": scenario_dial,
@@ -526,6 +685,7 @@ SCENARIO_FUNCS = {
     "memory": scenario_memory,
     "streams": scenario_streams,
     "transports": scenario_transports,
+    "gossipsub": scenario_gossipsub,
 }
 
 
@@ -558,6 +718,15 @@ def verdict(m: Metric) -> str:
         )
     if m.scenario == "transports":
         return m.notes.get("verdict", "")
+    if m.scenario == "gossipsub":
+        if m.unit == "µs":
+            return ("✅" if a <= 150 else "❌") + " target <= 150 µs"
+        if m.label.startswith("gossipsub 10 hosts, 600 msg/s: "):
+            if m.unit == "%":
+                return ("✅" if a >= 100 else "❌") + " target 100%"
+            if "median" in m.label:
+                return ("✅" if a <= 20 else "❌") + " target <= 20 ms"
+        return ""
     if m.scenario == "memory" and m.unit == "KiB" and "N=1000" in m.label:
         return ("✅" if a <= 40 else "❌") + " target <= 40 KiB"
     if m.scenario == "memory" and m.unit == "conns" and "N=1000" in m.label:
@@ -583,7 +752,7 @@ def markdown(metrics: list[Metric], impls: list[str], meta: dict[str, Any]) -> s
                 c = "failed: " + e[0][:80].replace("|", "/")
             elif i in meta["missing"]:
                 c = "not run"
-            elif i == "tcp-floor" and m.scenario in ("memory", "accept", "transports"):
+            elif i == "tcp-floor" and m.scenario in ("memory", "accept", "transports", "gossipsub"):
                 c = "n/a"
             else:
                 c = "—"
@@ -665,6 +834,13 @@ def main() -> int:
         "conns": [100] if q else [200, 1000],
         "settle": 1.0 if q else 3.0,
         "timeout": 60.0 if q else 180.0,
+        "gossip_reps": 1,
+        "gossip_rates": "100,600" if q else "50,100,200,400,600,800",
+        "gossip_rates_py": "5,10" if q else "5,10,25,50",
+        "gossip_network_rates": [50] if q else [50, 100],
+        "gossip_seconds": 2.0 if q else 3.0,
+        "gossip_drain": 3.0,
+        "gossip_timeout": 600.0,
     }
     RESULTS.mkdir(exist_ok=True)
     errlog = RESULTS / "stderr.log.tmp"
@@ -688,7 +864,7 @@ def main() -> int:
     servers: dict[str, Server] = {}
     t0 = time.monotonic()
     try:
-        if any(s not in ("memory", "transports") for s in only):
+        if any(s not in OWN_PROCESSES for s in only):
             for impl in impls:
                 try:
                     servers[impl.name] = Server(impl, errlog)
@@ -697,9 +873,7 @@ def main() -> int:
         ok = [i for i in impls if i.name in servers]
         for scen in only:
             log(f"scenario {scen} ({', '.join(i.name for i in impls)})")
-            metrics += SCENARIO_FUNCS[scen](
-                impls if scen in ("memory", "transports") else ok, servers, cfg, errlog
-            )
+            metrics += SCENARIO_FUNCS[scen](impls if scen in OWN_PROCESSES else ok, servers, cfg, errlog)
     finally:
         for s in servers.values():
             s.close()
