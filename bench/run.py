@@ -502,7 +502,9 @@ def _transport_verdicts(metrics: list[Metric]) -> None:
         if stack == "webrtc-direct":
             js = mine.get("js-libp2p")
             if js:
-                m.notes["verdict"] = ("✅ " if a >= 0.5 * js else "❌ ") + f"{a / js:.0%} of js (target >= 50%)"
+                m.notes["verdict"] = (
+                    "✅ " if a >= 0.5 * js else "❌ "
+                ) + f"{a / js:.0%} of js (target >= 50%)"
             continue
         parts = [
             f"{a / mine[k]:{f}}x {k.split('-')[0]}"
