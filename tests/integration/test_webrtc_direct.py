@@ -143,3 +143,19 @@ async def test_persisted_certificate_keeps_the_address(tmp_path: pathlib.Path) -
         key=key, listen=[LISTEN], transports=[WebRtcDirectTransport(key, cfg)]
     ) as h:
         assert str(h.listen_addrs[0]).split("/certhash/")[1] == first
+
+
+async def test_v2_dialer_and_v1_dialer_on_one_listener() -> None:
+    """One listening port serves WebRTC-direct v1 and v2 ufrags (go-libp2p >= 0.49 dials v2)."""
+    async with (
+        asyncio.timeout(20),
+        _host() as srv,
+        _host(WebRtcDirectConfig(dial_version=2), listen=False) as v2,
+        _host(listen=False) as v1,
+    ):
+        srv.set_stream_handler(ECHO, handle_echo)
+        for cli in (v2, v1):
+            peer = await cli.connect(srv.full_addrs()[0])
+            s = await cli.new_stream(peer, [ECHO])
+            assert await echo_roundtrip(s, 10_000) == 10_000
+        assert len(srv.connected_peers()) == 2

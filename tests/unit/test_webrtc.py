@@ -180,6 +180,17 @@ def test_v1_credentials_from_a_dialer_check_verify_on_the_listener() -> None:
     assert ice.parse_binding_response(resp, "wrong-password") is None
 
 
+def test_v2_dial_credentials_round_trip() -> None:
+    creds = ice.IceCredentials.for_dial_v2()
+    assert (
+        creds.server_ufrag == ice.UFRAG_PREFIX_V2 + creds.client_pwd
+        and creds.client_ufrag != creds.client_pwd
+    )
+    _, data = ice.binding_request(creds, controlling=True, tie_breaker=1, use_candidate=True)
+    req = ice.parse_binding_request(data)
+    assert req is not None and ice.IceCredentials.from_server_ufrag(req.username) == creds
+
+
 def test_v2_ufrag_carries_the_client_password() -> None:
     pwd = "A" * 24
     creds = ice.IceCredentials.from_server_ufrag(f"{ice.UFRAG_PREFIX_V2}{pwd}:clientufrag")

@@ -16,6 +16,9 @@ class WebRtcDirectConfig:
     certificate_file: str | None = None
     """PEM file holding the DTLS key and certificate; created on first use. With it the ``/certhash`` (and so
     the listen address) stays the same across restarts; without it a new certificate is made at every start."""
+    dial_version: int = 1
+    """ICE credentials the dialer uses: 1 (``libp2p+webrtc+v1/``, what js-libp2p 3.x listeners expect) or 2
+    (``libp2p+webrtc+v2/`` + our pwd, go-libp2p ≥ 0.49). A listener accepts both."""
     handshake_timeout: float = 10.0
     """Seconds for ICE + DTLS + SCTP + Noise, dialing or accepting."""
     keepalive_interval: float = 5.0
@@ -48,6 +51,9 @@ class WebRtcDirectConfig:
     """Inbound connections still handshaking from one remote IP."""
     sctp_receive_window: int = 1024 * 1024
     """The SCTP receive window we advertise (bytes)."""
+    sack_delay: float = 0.02
+    """Seconds a lone received SCTP packet waits for its SACK (a second packet is acknowledged at once; RFC
+    9260 allows up to 200 ms)."""
     dtls_mtu: int = 1400
     """Largest DTLS datagram (SCTP packets are 1200 bytes at most, as in browsers)."""
     close_linger: float = 0.5

@@ -67,8 +67,10 @@ __all__ = ["NOISE_PROLOGUE_PREFIX", "WebRtcConnection", "WebRtcStream", "noise_p
 log = logging.getLogger(__name__)
 
 NOISE_PROLOGUE_PREFIX = b"libp2p-webrtc-noise:"
+_WEBRTC_BINARY = 53  # SCTP payload protocol identifier of a binary data-channel message (RFC 8831)
 _MAX_STREAM_ID = 65535
 _NOISE_MAX_BUFFER = 4 * 65536
+_NOISE_CHANNEL_LINGER = 5.0  # seconds the Noise initiator waits for the responder to close data channel 0
 
 
 def noise_prologue(client_fingerprint: bytes, server_fingerprint: bytes) -> bytes:
@@ -110,6 +112,53 @@ class _Sctp(RTCSctpTransport):
     zero-window probe)."""
 
     _peer_rwnd: int = 1 << 30
+    _driver: Callable[[Coroutine[Any, Any, Any]], None] | None = None
+    _sack_delay: float = 0.02
+    _packets_unacked: int = 0
+    _sack_timer: asyncio.TimerHandle | None = None
+
+    # -- delayed SACK (aiortc acknowledges every packet: twice the datagrams, each encrypted and sent) ----------
+    async def _send_sack(self) -> None:
+        # RFC 9260 §6.2: acknowledge at least every second packet, at once on gaps or duplicates, and a lone
+        # packet within a short delay
+        self._packets_unacked += 1
+        if (
+            self._packets_unacked >= 2
+            or self._sack_duplicates
+            or self._sack_misordered
+            or self._advertised_rwnd <= 0
+            or self._driver is None
+        ):
+            await self._sack_now()
+        elif self._sack_timer is None:
+            self._sack_timer = asyncio.get_running_loop().call_later(self._sack_delay, self._on_sack_timer)
+
+    async def _sack_now(self) -> None:
+        self._packets_unacked = 0
+        if self._sack_timer is not None:
+            self._sack_timer.cancel()
+            self._sack_timer = None
+        if self._last_received_tsn is not None:
+            await super()._send_sack()
+
+    def _on_sack_timer(self) -> None:
+        self._sack_timer = None
+        if (
+            self._sack_needed
+            and self._driver is not None
+            and self._association_state == self.State.ESTABLISHED
+        ):
+            self._driver(self._sack_now())
+
+    def _data_channel_send(self, channel: RTCDataChannel, data: bytes | str) -> None:
+        """Queue one message and flush it inline (aiortc schedules a task per message)."""
+        driver = self._driver
+        if driver is None or not isinstance(data, bytes) or not data:
+            super()._data_channel_send(channel, data)
+            return
+        channel._addBufferedAmount(len(data))
+        self._data_channel_queue.append((channel, _WEBRTC_BINARY, data))
+        driver(self._data_channel_flush())
 
     async def _receive_data_chunk(self, chunk: Any) -> None:
         # RFC 9260 §6.2: with our window closed, new DATA is dropped (and SACKed, so the sender learns it);
@@ -326,7 +375,7 @@ class WebRtcConnection:
         self._loop = asyncio.get_running_loop()
         self.dtls = DtlsEngine(certificate, is_server=self.is_server, mtu=config.dtls_mtu)
         self._shim = _DtlsShim(self, self.is_server)
-        self.sctp: RTCSctpTransport | None = None
+        self.sctp: _Sctp | None = None
         self._channel0: RTCDataChannel | None = None
         self._noise: NoiseHandshake | None = None
         self._noise_buf = bytearray()
@@ -593,6 +642,8 @@ class WebRtcConnection:
         )
         sctp = _Sctp(self._shim, port=SCTP_PORT)  # type: ignore[arg-type]
         sctp._advertised_rwnd = self.config.sctp_receive_window
+        sctp._driver = self._drive
+        sctp._sack_delay = self.config.sack_delay
         self.sctp = sctp
         sctp.on("datachannel", self._on_datachannel)
         ch0 = RTCDataChannel(sctp, RTCDataChannelParameters(label="", negotiated=True, id=0))
@@ -631,7 +682,7 @@ class WebRtcConnection:
             was_closed = sctp._advertised_rwnd <= 0
             sctp._advertised_rwnd += n
             if was_closed and sctp._advertised_rwnd > 0 and not self._association_closed():
-                self._drive(sctp._send_sack())  # reopen the window at once (a window update)
+                self._drive(sctp._sack_now())  # reopen the window at once (a window update)
 
     # the trampoline: aiortc's SCTP coroutines run inline, in order; one that really waits resumes later
     def _drive(self, coro: Coroutine[Any, Any, Any]) -> None:
@@ -721,8 +772,18 @@ class WebRtcConnection:
             ch0 = self._channel0
             if ch0 is not None:
                 ch0.remove_all_listeners("message")
-                ch0.close()
+                if hs.is_initiator:
+                    # the responder reads our last message, then closes the channel; closing it right after
+                    # that message made js-libp2p's responder lose it now and then ("Unexpected EOF")
+                    self._loop.call_later(_NOISE_CHANNEL_LINGER, self._close_channel0)
+                else:
+                    ch0.close()
             self.handshake.set_result(None)
+
+    def _close_channel0(self) -> None:
+        ch0 = self._channel0
+        if ch0 is not None and self._closed_exc is None and ch0.readyState == "open":
+            ch0.close()
 
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
         sid = channel.id
@@ -779,6 +840,10 @@ class WebRtcConnection:
         if sctp is not None:
             # stop SCTP timers without sending anything more (the ABORT, if any, is out already)
             sctp._association_state = RTCSctpTransport.State.CLOSED
+            sctp._driver = None
+            if sctp._sack_timer is not None:
+                sctp._sack_timer.cancel()
+                sctp._sack_timer = None
             for cancel in (sctp._t1_cancel, sctp._t2_cancel, sctp._t3_cancel, sctp._reconfig_timer_cancel):
                 cancel()
             sctp.remove_all_listeners()

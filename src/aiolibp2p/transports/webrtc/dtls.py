@@ -17,6 +17,12 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL
 
+try:  # the OpenSSL bindings pyOpenSSL itself uses: a tight per-datagram path once the handshake is done
+    from OpenSSL._util import ffi as _ffi
+    from OpenSSL._util import lib as _lib
+except ImportError:  # pragma: no cover - depends on the pyOpenSSL version
+    _ffi = _lib = None
+
 from .certificate import WebRtcCertificate
 
 __all__ = ["DtlsClosed", "DtlsData", "DtlsEngine", "DtlsEvent", "DtlsFailed", "DtlsHandshakeComplete"]
@@ -61,7 +67,16 @@ def _context(cert: WebRtcCertificate, mtu: int) -> SSL.Context:
 class DtlsEngine:
     """One side of a DTLS association. ``is_server`` follows the WebRTC-direct roles (listener = server)."""
 
-    __slots__ = ("_closed", "_out", "_ssl", "handshake_done", "is_server", "remote_fingerprint")
+    __slots__ = (
+        "_buf",
+        "_closed",
+        "_fast",
+        "_out",
+        "_ssl",
+        "handshake_done",
+        "is_server",
+        "remote_fingerprint",
+    )
 
     def __init__(self, cert: WebRtcCertificate, *, is_server: bool, mtu: int = 1400) -> None:
         self.is_server = is_server
@@ -73,6 +88,8 @@ class DtlsEngine:
             conn.set_connect_state()
         self._ssl = conn
         self._out: list[bytes] = []
+        self._fast = _lib is not None and hasattr(conn, "_from_ssl") and hasattr(conn, "_into_ssl")
+        self._buf: object = _ffi.new("char[]", _MAX_RECORD) if self._fast else None
         self._closed = False
         self.handshake_done = False
         self.remote_fingerprint: bytes | None = None
@@ -147,6 +164,8 @@ class DtlsEngine:
         if self._closed:
             return events
         ssl = self._ssl
+        if self._fast and self.handshake_done:
+            return self._receive_fast(datagram, events)
         ssl.bio_write(datagram)
         if not self.handshake_done:
             self._advance(events)
@@ -173,9 +192,53 @@ class DtlsEngine:
         self._flush()
         return events
 
+    def _receive_fast(self, datagram: bytes, events: list[DtlsEvent]) -> list[DtlsEvent]:
+        conn = self._ssl
+        ssl = conn._ssl
+        _lib.BIO_write(conn._into_ssl, datagram, len(datagram))
+        buf = self._buf
+        while True:
+            n = _lib.SSL_read(ssl, buf, _MAX_RECORD)
+            if n <= 0:
+                break
+            events.append(DtlsData(_ffi.buffer(buf, n)[:]))
+        err = _lib.SSL_get_error(ssl, n)
+        if err == _lib.SSL_ERROR_ZERO_RETURN:
+            self._closed = True
+            events.append(DtlsClosed())
+        elif err != _lib.SSL_ERROR_WANT_READ:
+            _lib.ERR_clear_error()  # a record that does not decrypt is dropped; the public path reports alerts
+            try:
+                conn.recv(_MAX_RECORD)
+            except SSL.ZeroReturnError:
+                self._closed = True
+                events.append(DtlsClosed())
+            except SSL.Error as e:
+                if "alert" in str(e).lower():
+                    self._closed = True
+                    events.append(DtlsFailed(f"DTLS alert from the remote: {e}"))
+        self._flush_fast()
+        return events
+
+    def _flush_fast(self) -> None:
+        bio = self._ssl._from_ssl
+        buf = self._buf
+        while True:
+            n = _lib.BIO_read(bio, buf, _MAX_RECORD)
+            if n <= 0:
+                return
+            self._out.append(_ffi.buffer(buf, n)[:])
+
     def send(self, data: bytes) -> None:
         """Encrypt one application datagram (an SCTP packet)."""
         if self._closed or not self.handshake_done:
+            return
+        if self._fast and data:
+            n = _lib.SSL_write(self._ssl._ssl, data, len(data))
+            if n == len(data):
+                self._flush_fast()
+                return
+            _lib.ERR_clear_error()
             return
         try:
             self._ssl.send(data)

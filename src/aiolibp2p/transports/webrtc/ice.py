@@ -75,6 +75,14 @@ class IceCredentials:
         return cls(server_ufrag=u, server_pwd=u, client_ufrag=u, client_pwd=u)
 
     @classmethod
+    def for_dial_v2(cls) -> IceCredentials:
+        """v2: our own ufrag and pwd (32 ice-chars each, as go), the server's ufrag = pwd = prefix + our pwd."""
+        cu = "".join(secrets.choice(_ICE_CHARS) for _ in range(32))
+        cp = "".join(secrets.choice(_ICE_CHARS) for _ in range(32))
+        su = UFRAG_PREFIX_V2 + cp
+        return cls(server_ufrag=su, server_pwd=su, client_ufrag=cu, client_pwd=cp)
+
+    @classmethod
     def from_server_ufrag(cls, username: str) -> IceCredentials:
         """What a listener derives from a check's USERNAME (``server_ufrag:client_ufrag``).
 

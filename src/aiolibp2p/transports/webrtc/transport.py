@@ -206,6 +206,8 @@ class WebRtcDirectTransport:
         """ICE, DTLS (checking ``/certhash``), SCTP, Noise. ``peer`` (or the address's /p2p) must match the
         Noise identity (PeerIdMismatch); a listener whose certificate is not the certhash fails the dial."""
         host, port, fps = parse_webrtc_direct_multiaddr(addr)
+        if self.config.dial_version not in (1, 2):
+            raise DialError(f"unknown WebRTC-direct version {self.config.dial_version}")
         if peer is None:
             pid = addr.get_peer_id()
             peer = PeerId.from_string(pid) if pid is not None else None
@@ -223,7 +225,11 @@ class WebRtcDirectTransport:
             config=self.config,
             direction=Direction.OUTBOUND,
             remote_sockaddr=sockaddr,
-            credentials=ice.IceCredentials.for_dial_v1(),
+            credentials=(
+                ice.IceCredentials.for_dial_v2()
+                if self.config.dial_version == 2
+                else ice.IceCredentials.for_dial_v1()
+            ),
             local_addr=webrtc_multiaddr(ep.local_sockaddr),
             remote_addr=addr.split_peer_id()[0],
             expected_fingerprint=fps[0],
