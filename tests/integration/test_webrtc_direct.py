@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import pathlib
 import socket
+from typing import Any
 
 import pytest
 
@@ -159,3 +160,31 @@ async def test_v2_dialer_and_v1_dialer_on_one_listener() -> None:
             s = await cli.new_stream(peer, [ECHO])
             assert await echo_roundtrip(s, 10_000) == 10_000
         assert len(srv.connected_peers()) == 2
+
+
+class _WrongPrologue(WebRtcDirectTransport):
+    """A dialer whose Noise prologue names other certificates than the DTLS ones (a man in the middle's
+    view): the handshake must fail on both sides."""
+
+    def _noise(self, *, is_initiator: bool, expected_peer: object, prologue: bytes) -> Any:
+        return super()._noise(
+            is_initiator=is_initiator,
+            expected_peer=expected_peer,  # type: ignore[arg-type]
+            prologue=prologue[:-1] + bytes([prologue[-1] ^ 1]),
+        )
+
+
+async def test_noise_handshake_that_does_not_match_the_fingerprints_fails() -> None:
+    key = generate_key_pair()
+    bad = aiolibp2p.new_host(key=key, listen=[], transports=[_WrongPrologue(key)])
+    async with asyncio.timeout(20), _host() as srv, bad as cli:
+        with pytest.raises(DialError):
+            await cli.connect(srv.full_addrs()[0], timeout=5)
+        await asyncio.sleep(0.2)
+        assert srv.connections() == [] and cli.connections() == []
+        (transport,) = srv.swarm.transports
+        assert isinstance(transport, WebRtcDirectTransport)
+        (ep,) = transport._listening
+        assert ep.num_connections == 0  # the failed connection is gone on the listener too
+        async with _host(listen=False) as good:
+            await good.connect(srv.full_addrs()[0])

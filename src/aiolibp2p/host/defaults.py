@@ -15,8 +15,9 @@ DEFAULT_SECURITY = ("noise", "tls")
 """Security protocols in preference order: ``noise`` (``/noise``), ``tls`` (``/tls/1.0.0``), ``plaintext``
 (``/plaintext/2.0.0``, tests only)."""
 DEFAULT_MUXERS = ("/yamux/1.0.0", "/mplex/6.7.0")
-DEFAULT_TRANSPORTS = ("quic", "tcp", "websocket", "memory")
-"""Dialable transports; dials rank QUIC first, then TCP, then WebSocket (``network.swarm.rank_addrs``)."""
+DEFAULT_TRANSPORTS = ("quic", "tcp", "websocket", "webrtc-direct", "memory")
+"""Dialable transports; dials rank QUIC first, then TCP, then WebSocket, then WebRTC-direct
+(``network.swarm.rank_addrs``). Listening on one is asked for with its address (``listen=``)."""
 
 SWARM = SwarmConfig()
 UPGRADER = UpgraderConfig()

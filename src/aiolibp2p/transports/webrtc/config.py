@@ -54,6 +54,9 @@ class WebRtcDirectConfig:
     sack_delay: float = 0.02
     """Seconds a lone received SCTP packet waits for its SACK (a second packet is acknowledged at once; RFC
     9260 allows up to 200 ms)."""
+    socket_buffer: int = 4 * 1024 * 1024
+    """SO_RCVBUF / SO_SNDBUF of the UDP socket (the kernel caps it at net.core.rmem_max / wmem_max); 0 keeps
+    the system default."""
     dtls_mtu: int = 1400
     """Largest DTLS datagram (SCTP packets are 1200 bytes at most, as in browsers)."""
     close_linger: float = 0.5

@@ -64,6 +64,15 @@ class WebRtcEndpoint(asyncio.DatagramProtocol):
         await loop.create_datagram_endpoint(lambda: self, local_addr=(host, port), family=self.family)
         assert self._transport is not None
         self.local_sockaddr = cast(tuple[Any, ...], self._transport.get_extra_info("sockname"))
+        sock = self._transport.get_extra_info("socket")
+        if sock is not None and self.config.socket_buffer:
+            # a burst larger than the default buffer (~208 KiB) is dropped by the kernel, and SCTP's answer to a
+            # loss is a timeout of at least a second: larger buffers keep bursts (and the transfer) flowing
+            for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, opt, self.config.socket_buffer)
+                except OSError:
+                    pass
 
     @property
     def num_connections(self) -> int:

@@ -21,7 +21,7 @@ import ipaddress
 import logging
 import socket
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
@@ -31,17 +31,19 @@ from ...crypto.peer_id import PeerId
 from ...exceptions import DecodeError, DialError, MultiaddrError
 from ...multiaddr import Multiaddr
 from ...security.noise.handshake import NoiseHandshake, sign_static_key, x25519_public_bytes
-from . import ice
 from .certificate import WebRtcCertificate, certhash_to_fingerprint
 from .config import WebRtcDirectConfig
-from .connection import WebRtcConnection
-from .endpoint import WebRtcEndpoint, webrtc_multiaddr
+
+if TYPE_CHECKING:
+    from . import ice
+    from .connection import WebRtcConnection
+    from .endpoint import WebRtcEndpoint
 
 __all__ = ["WebRtcDirectListener", "WebRtcDirectTransport", "parse_webrtc_direct_multiaddr"]
 
 log = logging.getLogger(__name__)
 
-CapableHandler = Callable[[WebRtcConnection], Awaitable[None]]
+CapableHandler = Callable[["WebRtcConnection"], Awaitable[None]]
 
 
 def parse_webrtc_direct_multiaddr(
@@ -84,6 +86,8 @@ class WebRtcDirectListener:
     def listen_addrs(self) -> list[Multiaddr]:
         if self.endpoint.closed:
             return []
+        from .endpoint import webrtc_multiaddr
+
         return [webrtc_multiaddr(self.endpoint.local_sockaddr, self._transport.certificate.certhash)]
 
     async def close(self) -> None:
@@ -142,6 +146,8 @@ class WebRtcDirectTransport:
         )
 
     async def _new_endpoint(self, host: str, port: int) -> WebRtcEndpoint:
+        from .endpoint import WebRtcEndpoint
+
         ep = WebRtcEndpoint(self.config, self._accept, self._endpoints.discard)
         await ep.bind(host, port)
         self._endpoints.add(ep)
@@ -153,6 +159,9 @@ class WebRtcDirectTransport:
         handler = self._listening.get(ep)
         if handler is None:
             return None
+        from .connection import WebRtcConnection
+        from .endpoint import webrtc_multiaddr
+
         conn = WebRtcConnection(
             ep,
             certificate=self.certificate,
@@ -218,6 +227,10 @@ class WebRtcDirectTransport:
                 ep = await self._new_endpoint("::" if ":" in host else "0.0.0.0", 0)
             except OSError as e:
                 raise DialError(f"cannot open a UDP socket to dial {addr}: {e}") from e
+        from . import ice
+        from .connection import WebRtcConnection
+        from .endpoint import webrtc_multiaddr
+
         conn = WebRtcConnection(
             ep,
             certificate=self.certificate,
