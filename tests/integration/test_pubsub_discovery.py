@@ -5,7 +5,8 @@ connections), one shared in-process discovery server; hosts 1..19 join and subsc
 ``floodsub:foobar``); host 0 subscribes and publishes once its topic has 19 peers, which it can only reach
 through discovery; all 20 subscriptions get the message; then 100 rounds with a random publisher, each
 message received by all 20. Per router (FloodSub as in go, and GossipSub). The whole scenario is bounded
-at 20 s; a run takes a few seconds.
+at 20 s; a run takes a few seconds. Variants: a rendezvous point or mDNS (on 127.0.0.1) as the discovery
+service, and WebRTC-direct instead of TCP (the transport of the founding bug).
 
 The ``stress`` variant runs the scenario 200 times in a row per router (``AIOLIBP2P_STRESS_RUNS``
 overrides) and writes bench/results/pubsub_discovery_stress.md.
@@ -27,6 +28,7 @@ import pytest
 
 import aiolibp2p
 from aiolibp2p.discovery import Discovery, MemoryDiscovery, MemoryDiscoveryServer
+from aiolibp2p.discovery.mdns import MdnsDiscovery
 from aiolibp2p.discovery.rendezvous import RendezvousClient, RendezvousLimits, RendezvousServer
 from aiolibp2p.exceptions import Libp2pError
 from aiolibp2p.pubsub import PubSub, floodsub, gossipsub
@@ -60,7 +62,8 @@ async def _wait_until(pred: object, timeout: float, what: str) -> None:
 async def run_discovery_scenario(
     router: str, *, seed: int | None = None, via: str = "memory", transport: str = "tcp"
 ) -> ScenarioResult:
-    """``via``: "memory" (go's mock discovery server) or "rendezvous" (a rendezvous point host).
+    """``via``: "memory" (go's mock discovery server), "rendezvous" (a rendezvous point host) or "mdns"
+    (multicast DNS on 127.0.0.1: every host announces itself, and pubsub finds its peers among those seen).
     ``transport``: "tcp" or "webrtc-direct" (the transport of the founding bug)."""
     rng = random.Random(seed)
     make = floodsub if router == "floodsub" else gossipsub
@@ -76,12 +79,21 @@ async def run_discovery_scenario(
             rendezvous = RendezvousServer(point, RendezvousLimits(min_ttl=60))
             rendezvous.start()
 
+        mdns: list[MdnsDiscovery] = []
+
         def discovery_for(h: aiolibp2p.Host) -> Discovery:
+            if via == "mdns":
+                d = MdnsDiscovery(h, interfaces=["127.0.0.1"])
+                mdns.append(d)
+                return d
             if rendezvous is None:
                 return MemoryDiscovery(h, server)
             return RendezvousClient(h, rendezvous.host.peer_id, addrs=rendezvous.host.listen_addrs)
 
         def advertised() -> int:
+            if via == "mdns":  # the hosts 1..19 that host 0 has seen announce themselves
+                seen = {p.peer_id for p in mdns[0].peers()}
+                return sum(1 for h in hosts[1:] if h.peer_id in seen)
             if rendezvous is None:
                 return server.count(NAMESPACE)
             return len(rendezvous.registry.registrations(NAMESPACE))
@@ -102,11 +114,14 @@ async def run_discovery_scenario(
         pubsubs: list[PubSub] = [await make(h, discovery=discovery_for(h)) for h in hosts]
         for ps in pubsubs:
             stack.push_async_callback(ps.close)
+        for d in mdns:
+            stack.push_async_callback(d.close)
+        await asyncio.gather(*(d.start() for d in mdns))  # each probes its name (~1 s), concurrently
         async with asyncio.timeout(SCENARIO_TIMEOUT):
             topics = [await ps.join(TOPIC) for ps in pubsubs]
             subs = {i: await topics[i].subscribe() for i in range(1, NUM_HOSTS)}
             await _wait_until(lambda: advertised() == NUM_HOSTS - 1, 10, "19 advertisements")
-            if rendezvous is None:
+            if via == "memory":
                 for h in hosts[1:]:
                     assert server.has_peer_record(NAMESPACE, h.peer_id)
             subs[0] = await topics[0].subscribe()
@@ -142,6 +157,19 @@ async def test_simple_discovery(router: str) -> None:
 async def test_simple_discovery_over_webrtc_direct() -> None:
     """The founding scenario's own transport: the same 20 hosts over WebRTC-direct only."""
     result = await run_discovery_scenario("gossipsub", transport="webrtc-direct")
+    assert result.ok
+    assert result.seconds < SCENARIO_TIMEOUT + 5
+
+
+async def test_simple_discovery_via_mdns() -> None:
+    """The same scenario with mDNS (on 127.0.0.1) as the discovery service."""
+    pytest.importorskip("zeroconf", reason="zeroconf is not installed (pip install aiolibp2p[mdns])")
+    from test_mdns_hosts import _loopback_multicast_works
+
+    reason = _loopback_multicast_works()
+    if reason:
+        pytest.skip(reason)
+    result = await run_discovery_scenario("gossipsub", via="mdns")
     assert result.ok
     assert result.seconds < SCENARIO_TIMEOUT + 5
 
