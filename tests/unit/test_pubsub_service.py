@@ -65,3 +65,37 @@ async def test_validator_and_readiness_timeout() -> None:
             await ps.close()
         for h in hosts:
             await h.close()
+
+
+@pytest.mark.parametrize("factory", [gossipsub, floodsub])
+async def test_add_validator_and_mesh_peers(factory: object) -> None:
+    """The issue's interface: ``ps.add_validator(topic, fn)`` (before or after joining) and
+    ``ps.mesh_peers(topic)`` (the GossipSub mesh; FloodSub forwards to every topic peer)."""
+    hosts = await _hosts(2)
+    services = []
+    try:
+        async with asyncio.timeout(10):
+            services = [await factory(h) for h in hosts]  # type: ignore[operator]
+            services[1].add_validator("t", lambda m: m.data != b"bad")  # before joining
+            t0, t1 = await services[0].join("t"), await services[1].join("t")
+            s1 = await t1.subscribe()
+            await t0.subscribe()
+            assert services[0].mesh_peers("t") == []
+            await hosts[0].connect(hosts[1].full_addrs())
+            await t0.publish(b"bad", min_peers=1, timeout=5)
+            await t0.publish(b"good", min_peers=1, timeout=5)
+            assert (await s1.next(timeout=5)).data == b"good"
+            for _ in range(300):  # GossipSub grafts on its heartbeat
+                if services[0].mesh_peers("t") == [hosts[1].peer_id]:
+                    break
+                await asyncio.sleep(0.02)
+            assert services[0].mesh_peers("t") == [hosts[1].peer_id]
+            assert services[0].mesh_peers("other") == []
+            services[1].add_validator("t", lambda m: True)  # replaces the first one
+            await t0.publish(b"bad", min_peers=1, timeout=5)
+            assert (await s1.next(timeout=5)).data == b"bad"
+    finally:
+        for ps in services:
+            await ps.close()
+        for h in hosts:
+            await h.close()

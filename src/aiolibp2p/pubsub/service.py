@@ -277,6 +277,22 @@ class PubSub:
             topic = self.topics[name] = Topic(self, name)
         return topic
 
+    def add_validator(self, topic: str, fn: Validator) -> None:
+        """Validate every message of ``topic``, received or published, with ``fn`` (it returns a
+        ValidationResult, True/False, or an awaitable of either). Replaces the topic's earlier validator."""
+        t = self.topics.get(topic)
+        if t is None:
+            t = self.topics[topic] = Topic(self, topic)
+        t.validator = fn
+
+    def mesh_peers(self, topic: str) -> list[PeerId]:
+        """The peers this node forwards ``topic``'s messages to: the GossipSub mesh, or (FloodSub) every
+        peer subscribed to the topic."""
+        mesh = getattr(self.router, "mesh", None)
+        if isinstance(mesh, dict):
+            return sorted(mesh.get(topic, ()), key=str)
+        return sorted(self.router.topic_peers(topic), key=str)
+
     # --- driving the router ---
 
     def _call(self, fn: Callable[[float], object]) -> None:
