@@ -99,3 +99,42 @@ async def test_add_validator_and_mesh_peers(factory: object) -> None:
             await ps.close()
         for h in hosts:
             await h.close()
+
+
+async def test_gossipsub_gets_identify_signed_records_for_peer_exchange() -> None:
+    """PRUNE peer exchange carries signed peer records: A, connected to B and C on one topic, prunes B with
+    PX and names C with C's signed record from identify."""
+    from aiolibp2p.crypto.peer_id import PeerId
+    from aiolibp2p.crypto.peer_record import open_signed_peer_record
+    from aiolibp2p.pubsub.gossipsub import GossipSub
+
+    hosts = [aiolibp2p.new_host(listen=["/ip4/127.0.0.1/tcp/0"], transports=["tcp"]) for _ in range(3)]
+    for h in hosts:
+        await h.start()
+    services = []
+    try:
+        async with asyncio.timeout(10):
+            services = [await gossipsub(h, do_px=True) for h in hosts]
+            for ps in services:
+                await (await ps.join("t")).subscribe()
+            a, b, c = hosts
+            await a.connect(b.full_addrs())
+            await a.connect(c.full_addrs())
+            router = services[0].router
+            assert isinstance(router, GossipSub)
+            for _ in range(250):
+                if {b.peer_id, c.peer_id} <= set(router.peer_records) and c.peer_id in router.topic_peers(
+                    "t"
+                ):
+                    break
+                await asyncio.sleep(0.02)
+            prune = router._make_prune(b.peer_id, "t", px=True, unsubscribe=False)
+            (info,) = prune.peers
+            assert PeerId.from_bytes(info.peerID) == c.peer_id
+            rec, _ = open_signed_peer_record(info.signedPeerRecord)
+            assert rec.peer_id == c.peer_id and set(rec.addrs) == {a.to_bytes() for a in c.listen_addrs}
+    finally:
+        for ps in services:
+            await ps.close()
+        for h in hosts:
+            await h.close()

@@ -386,6 +386,7 @@ class PubSub:
     def _on_identified(self, event: ev.PeerIdentified) -> None:
         if set(event.protocols) & set(self.router.protocols):
             self._ensure_link(event.peer)
+            self._share_record(event.peer)  # a newer record (new addresses) replaces the older one
 
     def _on_protocols_updated(self, event: ev.PeerProtocolsUpdated) -> None:
         if set(event.added) & set(self.router.protocols):
@@ -492,6 +493,14 @@ class PubSub:
         outbound = stream.conn.direction is Direction.OUTBOUND
         protocol = stream.protocol
         self._call(lambda now: self.router.add_peer(peer, protocol, now, outbound=outbound))
+        self._share_record(peer)
+
+    def _share_record(self, peer: PeerId) -> None:
+        """Hand the router the peer's signed record from identify: GossipSub sends it in PRUNE peer exchange."""
+        set_record = getattr(self.router, "set_peer_record", None)
+        record = self.host.peerstore.peer_record(peer)
+        if set_record is not None and record is not None:
+            set_record(peer, record)
 
     def _drop_link(self, peer: PeerId, link: _PeerLink) -> None:
         """Forget the writer of ``peer``; the router keeps the peer while any connection to it lives."""
