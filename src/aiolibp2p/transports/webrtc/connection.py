@@ -28,7 +28,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from aiortc.rtcdatachannel import RTCDataChannel, RTCDataChannelParameters
-from aiortc.rtcsctptransport import RTCSctpCapabilities, RTCSctpTransport
+from aiortc.rtcsctptransport import USERDATA_MAX_LENGTH, RTCSctpCapabilities, RTCSctpTransport
 from aiortc.utils import uint32_gt
 
 from ...core.interfaces import Direction, MuxedStream, StreamCallback
@@ -174,17 +174,45 @@ class _Sctp(RTCSctpTransport):
             return
         await super()._receive_data_chunk(chunk)
 
+    # Chunks are marked for retransmission only by gap reports in a SACK and by the T3 timer; until then
+    # _transmit need not walk every chunk in flight (aiortc does, on every call: O(flight) per SACK, the
+    # largest single cost of a fast sender)
+    _retransmit_possible: bool = False
+
     async def _receive_sack_chunk(self, chunk: Any) -> None:
         self._peer_rwnd = chunk.advertised_rwnd
+        if chunk.gaps:
+            self._retransmit_possible = True
         await super()._receive_sack_chunk(chunk)
 
+    def _t3_expired(self) -> None:
+        self._retransmit_possible = True
+        super()._t3_expired()
+
     async def _transmit(self) -> None:
-        saved = self._cwnd
-        self._cwnd = min(saved, max(self._peer_rwnd, 1))
-        try:
-            await super()._transmit()
-        finally:
-            self._cwnd = saved
+        if self._retransmit_possible or self._forward_tsn_chunk is not None:
+            saved = self._cwnd
+            self._cwnd = min(saved, max(self._peer_rwnd, 1))
+            try:
+                await super()._transmit()
+            finally:
+                self._cwnd = saved
+            self._retransmit_possible = any(c._retransmit for c in self._sent_queue)
+            return
+        # nothing to retransmit: send queued chunks while the bytes in flight stay within the burst limit,
+        # the congestion window and the peer's receive window
+        burst = (2 if self._fast_recovery_exit is not None else 4) * USERDATA_MAX_LENGTH
+        limit = min(self._flight_size + burst, self._cwnd, max(self._peer_rwnd, 1))
+        queue = self._outbound_queue
+        while queue and self._flight_size < limit:
+            chunk = queue.popleft()
+            self._sent_queue.append(chunk)
+            self._flight_size_increase(chunk)
+            chunk._sent_count += 1
+            chunk._sent_time = time.time()
+            await self._send_chunk(chunk)
+            if not self._t3_handle:
+                self._t3_start()
 
 
 class WebRtcStream(BufferedStream):
