@@ -650,3 +650,16 @@ def test_from_sockaddr_builds_the_binary_form_without_the_parse_caches() -> None
     ]:
         with pytest.raises(MultiaddrError):
             Multiaddr.from_sockaddr(bad, transport)
+
+
+def test_from_bytes_without_the_cache() -> None:
+    from aiolibp2p.multiaddr import multiaddr as mod
+
+    raw = Multiaddr("/ip4/192.0.2.77/tcp/54999").to_bytes()
+    mod._parse_bytes.cache_clear()
+    ma = Multiaddr.from_bytes(raw, cache=False)
+    assert mod._parse_bytes.cache_info().currsize == 0
+    assert ma == Multiaddr.from_bytes(raw) and str(ma) == "/ip4/192.0.2.77/tcp/54999"
+    assert mod._parse_bytes.cache_info().currsize == 1
+    with pytest.raises(MultiaddrError):
+        Multiaddr.from_bytes(b"\x04\x01", cache=False)

@@ -105,10 +105,15 @@ class Multiaddr:
         return _parse_text(text)
 
     @classmethod
-    def from_bytes(cls, data: bytes | bytearray | memoryview) -> Multiaddr:
+    def from_bytes(cls, data: bytes | bytearray | memoryview, *, cache: bool = True) -> Multiaddr:
+        """Parse the binary form. ``cache=False`` for an address unlikely to be seen again (a peer's view of
+        our ephemeral port, say): it is parsed without entering the parse cache, where it would evict hot
+        entries."""
         if not isinstance(data, bytes | bytearray | memoryview):
             raise TypeError(f"expected bytes, got {type(data).__name__}")
-        return _parse_bytes(bytes(data))
+        if cache:
+            return _parse_bytes(bytes(data))
+        return _parse_bytes.__wrapped__(bytes(data))
 
     @classmethod
     def from_sockaddr(

@@ -286,7 +286,7 @@ class IdentifyService:
             ps.add_addrs(peer, info.listen_addrs)
         if msg.HasField("observedAddr"):
             with contextlib.suppress(Libp2pError):
-                obs = Multiaddr.from_bytes(msg.observedAddr)
+                obs = Multiaddr.from_bytes(msg.observedAddr, cache=False)  # our ephemeral port, as a rule
                 info.observed_addr = obs
                 if obs in self.observed_addrs or len(self.observed_addrs) < MAX_OBSERVED_ADDRS:
                     self.observed_addrs[obs] = self.observed_addrs.get(obs, 0) + 1
