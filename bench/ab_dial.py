@@ -9,8 +9,8 @@ Each side runs its own ``bench/peer_aiolibp2p.py`` server and clients with its o
 server from the same tree, so a change on either side of the handshake counts). Rounds alternate which side
 goes first; each round records the median of ``--count`` fresh dials (dial + Noise + yamux + first ping, as
 ``bench/run.py --only dial``) and of 1000 pings on one stream, and the CPU time per dial of the client (``cpu_ms`` from the peer) and of
-the server (from ``/proc/<pid>/stat`` around the dial run; closing included on both). CPU per dial is far less
-noisy than latency on a shared machine. Prints the median of the round medians per side and the change, as a
+the server (from ``/proc/<pid>/stat`` around the dial run; closing included on both), and the CPU per dial with
+both hosts in one process (``bench/dial_cpu.py``, the lowest of 5 batches: the steadiest of these measures). Prints the median of the round medians per side and the change, as a
 Markdown table.
 """
 
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 PEER = Path(__file__).resolve().parent / "peer_aiolibp2p.py"
+DIAL_CPU = Path(__file__).resolve().parent / "dial_cpu.py"
 
 
 def env_for(src: str) -> dict[str, str]:
@@ -64,6 +65,19 @@ def client(src: str, cmd: str, addr: str, count: int, transport: str) -> dict[st
     return result
 
 
+def inprocess_cpu(src: str, count: int) -> float:
+    """``bench/dial_cpu.py`` under ``src``: the lowest of its batches' CPU per dial (both hosts), in ms."""
+    out = subprocess.run(
+        [sys.executable, str(DIAL_CPU), "--count", str(count)],
+        capture_output=True,
+        text=True,
+        env=env_for(src),
+        timeout=300,
+        check=True,
+    )
+    return float(min(json.loads(out.stdout.strip().splitlines()[-1])["cpu_ms"]))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--base", required=True, help="src/ folder of the base tree")
@@ -79,6 +93,7 @@ def main() -> None:
     ping: dict[str, list[float]] = {n: [] for n in sides}
     ccpu: dict[str, list[float]] = {n: [] for n in sides}
     scpu: dict[str, list[float]] = {n: [] for n in sides}
+    inproc: dict[str, list[float]] = {n: [] for n in sides}
     try:
         for r in range(args.rounds):
             order = list(sides) if r % 2 == 0 else list(reversed(sides))
@@ -90,6 +105,7 @@ def main() -> None:
                 ccpu[name].append(res["cpu_ms"])
                 ms = res["ms"]
                 dial[name].append(statistics.median(ms[1:] or ms))
+                inproc[name].append(inprocess_cpu(sides[name], args.count))
                 if not args.no_ping:
                     us = client(sides[name], "ping", addr, 1000, args.transport)["us"]
                     ping[name].append(statistics.median(us))
@@ -110,6 +126,7 @@ def main() -> None:
         ("dial + Noise + yamux + first ping (ms)", dial),
         ("client CPU per dial (ms)", ccpu),
         ("server CPU per dial (ms)", scpu),
+        ("CPU per dial, both hosts in one process (ms)", inproc),
     ]
     if not args.no_ping:
         rows.append(("ping RTT median (us)", ping))
