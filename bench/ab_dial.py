@@ -12,6 +12,11 @@ goes first; each round records the median of ``--count`` fresh dials (dial + Noi
 the server (from ``/proc/<pid>/stat`` around the dial run; closing included on both), and the CPU per dial with
 both hosts in one process (``bench/dial_cpu.py``, the lowest of 5 batches: the steadiest of these measures). Prints the median of the round medians per side and the change, as a
 Markdown table.
+
+Know the noise before reading a change into it: on the shared 2-core machine this was written on, null A/Bs
+(the same code on both sides, both trees under /tmp) differed by up to 13% in latency and 9% in CPU over 10
+rounds, in either direction. Keep both trees on the same file system (a tree on a slower one pays for its
+lazy imports inside the first round), and prove smaller changes with microbenchmarks.
 """
 
 from __future__ import annotations
