@@ -14,7 +14,7 @@ from aiolibp2p.exceptions import ProtocolViolation
 from aiolibp2p.network import events as ev
 from aiolibp2p.protocols.identify.service import decode_messages
 from aiolibp2p.wire.pb import identify_pb2
-from aiolibp2p.wire.varint import length_prefixed
+from aiolibp2p.wire.varint import length_prefixed, try_decode_length_prefixed
 
 
 async def test_push_updates_protocols_on_the_other_side() -> None:
@@ -89,3 +89,42 @@ async def test_a_record_held_by_the_peer_store_is_not_verified_again(monkeypatch
         h.peerstore.remove_peer(alice)
         assert h.identify_service._consume(alice, None, msg, push=True).signed_record_valid
         assert len(opened) == 2
+
+
+async def test_cached_response_matches_a_fresh_encoding_and_follows_changes() -> None:
+    """The response is serialized once and the observed address appended: it must decode to exactly what a
+    fresh encoding gives, in one message or split, and change when our protocols change."""
+
+    async def noop(stream: aiolibp2p.Stream) -> None:
+        await stream.close()
+
+    async with asyncio.timeout(10):
+        async with aiolibp2p.new_host() as a, aiolibp2p.new_host(listen=[]) as b:
+            peer = await b.connect(a.full_addrs()[0])
+            (conn,) = a.connections(b.peer_id)
+            ids = a.identify_service
+            for extra in (0, 1, 120):  # 120 protocols: over SPLIT_THRESHOLD, sent as two messages
+                for i in range(extra):
+                    a.set_stream_handler(f"/extra/{extra}/{i}/1.0.0", noop)
+                cached = ids.response_bytes(conn)
+                fresh = ids._encode_response(ids.build_message(conn))
+                assert decode_messages(cached) == decode_messages(fresh)
+                assert len(cached) == len(fresh)
+                msg = decode_messages(cached)
+                assert msg.observedAddr == conn.remote_addr.to_bytes()  # type: ignore[union-attr]
+                assert (f"/extra/{extra}/0/1.0.0" in msg.protocols) is (extra > 0)
+            big = ids.response_bytes(conn)
+            one = try_decode_length_prefixed(big, 1 << 16)
+            assert one is not None
+            two = try_decode_length_prefixed(big, 1 << 16, one[1])
+            assert two is not None and two[1] == len(big)
+            head, tail = identify_pb2.Identify.FromString(one[0]), identify_pb2.Identify.FromString(two[0])
+            assert not head.HasField("signedPeerRecord") and head.HasField("observedAddr")
+            assert tail.HasField("signedPeerRecord") and not tail.protocols
+            assert ids.response_bytes(None) == ids._encode_response(ids.build_message(None))
+            # over the wire, split: a new connection's identify sees every protocol and a valid record
+            await b.connect(a.full_addrs()[0], new_connection=True)
+            conn2 = max(b.connections(peer), key=lambda c: c.id)
+            info = await b.identify_service.identify(conn2)
+            assert info is not None and info.signed_record_valid
+            assert "/extra/120/119/1.0.0" in info.protocols

@@ -620,3 +620,46 @@ def test_ip_address_and_loopback() -> None:
 
 def test_typed_constants() -> None:
     assert (P_IP4, P_TCP, P_P2P, P_MEMORY) == (4, 6, 421, 777)
+
+
+def test_from_sockaddr_builds_the_binary_form_without_the_parse_caches() -> None:
+    from aiolibp2p.multiaddr import multiaddr as mod
+
+    before = (mod._parse_text.cache_info().currsize, mod._parse_bytes.cache_info().currsize)
+    cases = [
+        ((("127.0.0.1", 54321), "tcp", None), "/ip4/127.0.0.1/tcp/54321"),
+        ((("::1", 1, 0, 0), "tcp", None), "/ip6/::1/tcp/1"),
+        ((("fe80::1%eth0", 443, 0, 2), "udp", None), "/ip6/fe80::1/udp/443"),
+        ((("0:0:0:0:0:ffff:7f00:1", 65535), "tcp", None), "/ip6/::ffff:127.0.0.1/tcp/65535"),
+    ]
+    built = [Multiaddr.from_sockaddr(*args) for args, _ in cases]
+    assert [str(ma) for ma in built] == [text for _, text in cases]
+    assert (mod._parse_text.cache_info().currsize, mod._parse_bytes.cache_info().currsize) == before
+    for ma, (_, text) in zip(built, cases, strict=True):
+        assert ma == Multiaddr(text) and hash(ma) == hash(Multiaddr(text))
+    quic = Multiaddr.from_sockaddr(("10.0.0.1", 4001), "udp", Multiaddr("/quic-v1"))
+    assert quic == Multiaddr("/ip4/10.0.0.1/udp/4001/quic-v1")
+    assert quic.host_port() == ("10.0.0.1", 4001)
+    for bad, transport in [
+        (("localhost", 1), "tcp"),
+        (("1.2.3.4", 70000), "tcp"),
+        (("1.2.3.4", -1), "tcp"),
+        (("1.2.3.4",), "tcp"),
+        ((), "tcp"),
+        (("1.2.3.4", 1), "sctp"),
+    ]:
+        with pytest.raises(MultiaddrError):
+            Multiaddr.from_sockaddr(bad, transport)
+
+
+def test_from_bytes_without_the_cache() -> None:
+    from aiolibp2p.multiaddr import multiaddr as mod
+
+    raw = Multiaddr("/ip4/192.0.2.77/tcp/54999").to_bytes()
+    mod._parse_bytes.cache_clear()
+    ma = Multiaddr.from_bytes(raw, cache=False)
+    assert mod._parse_bytes.cache_info().currsize == 0
+    assert ma == Multiaddr.from_bytes(raw) and str(ma) == "/ip4/192.0.2.77/tcp/54999"
+    assert mod._parse_bytes.cache_info().currsize == 1
+    with pytest.raises(MultiaddrError):
+        Multiaddr.from_bytes(b"\x04\x01", cache=False)

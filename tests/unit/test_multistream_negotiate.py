@@ -359,3 +359,44 @@ async def test_lazy_select_reader_refused_raises_protocol_not_supported() -> Non
         b.abort()
         with pytest.raises((NegotiationError, ConnectionClosed)):
             await task
+
+
+class CountingReader(PipeReader):
+    """A PipeReader that records the size of every readexactly."""
+
+    def __init__(self, *a: object, **kw: object) -> None:
+        super().__init__(*a, **kw)  # type: ignore[arg-type]
+        self.reads: list[int] = []
+
+    async def readexactly(self, n: int) -> bytes:
+        self.reads.append(n)
+        return await super().readexactly(n)
+
+
+async def test_a_buffered_message_is_read_whole_and_nothing_past_it() -> None:
+    """With a message's one-byte length prefix already buffered, the helpers read the message in one go
+    (one read per message, not prefix then body), and leave the bytes after the last one unread."""
+    a, b = memory_pipe_pair()
+    d, lst = PipeReader(a), CountingReader(b)
+    sent = HEADER + encode_message("/nope") + encode_message("/p") + b"\x05dialer-data"
+    d.write(sent)
+    async with asyncio.timeout(T):
+        while lst.buffered < len(sent):  # the memory pipe delivers on a later loop turn
+            await asyncio.sleep(0.001)
+        assert await handle_protocol(lst, ["/p"]) == "/p"
+        assert lst.reads == [len(HEADER), len(encode_message("/nope")), len(encode_message("/p"))]
+        assert await lst.readexactly(12) == b"\x05dialer-data"
+        # a length prefix of two bytes (a 201-byte message) is still read byte by byte, then the body
+        d2, lst2 = PipeReader((pair := memory_pipe_pair())[0]), CountingReader(pair[1])
+        sent2 = HEADER + encode_message("/" + "x" * 199) + encode_message("/p")
+        d2.write(sent2)
+        while lst2.buffered < len(sent2):
+            await asyncio.sleep(0.001)
+        assert await handle_protocol(lst2, ["/p"]) == "/p"
+        assert lst2.reads[:1] == [len(HEADER)] and lst2.reads[1:4] == [1, 1, 201]
+        # the lazy dialer's check of the answer reads whole messages too
+        lazy_a, lazy_b = memory_pipe_pair()
+        dialer = LazySelectReader(lazy_a, "/p")
+        PipeReader(lazy_b).write(HEADER + encode_message("/p") + b"data")
+        assert await dialer.readexactly(4) == b"data"
+        assert dialer.confirmed

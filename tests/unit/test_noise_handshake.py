@@ -495,3 +495,35 @@ def test_verified_payload_cache_is_bounded() -> None:
         sig = key.sign(SIGNATURE_PREFIX + static)
         assert H._verify_static_key_signature(key.public_key.to_protobuf(), key.public_key, static, sig)
     assert len(H._verified_payloads) == H.VERIFIED_PAYLOAD_CACHE_SIZE
+
+
+def test_x25519_keypair_agrees_with_cryptography_and_refuses_low_order_points() -> None:
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+
+    from aiolibp2p.security.noise.handshake import X25519Keypair, _dh
+
+    for _ in range(20):
+        theirs = X25519PrivateKey.generate()
+        ours = X25519Keypair.generate()
+        as_key = X25519PrivateKey.from_private_bytes(ours.secret)
+        assert ours.public == x25519_public_bytes(as_key)
+        assert _dh(ours, x25519_public_bytes(theirs)) == theirs.exchange(
+            X25519PublicKey.from_public_bytes(ours.public)
+        )
+        converted = X25519Keypair.from_private_key(theirs)
+        assert converted.public == x25519_public_bytes(theirs)
+        assert _dh(converted, ours.public) == as_key.exchange(theirs.public_key())
+    # the points of small order, canonical or not (RFC 7748 §6.1: an all-zero output must be refused); the
+    # cryptography/OpenSSL path refused every one of them too
+    small_order = [
+        "00" * 32,
+        "01" + "00" * 31,
+        "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
+        "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
+        "ec" + "ff" * 30 + "7f",
+        "ed" + "ff" * 30 + "7f",
+        "ee" + "ff" * 30 + "7f",
+    ]
+    for point in small_order:
+        with pytest.raises(HandshakeError):
+            _dh(X25519Keypair.generate(), bytes.fromhex(point))

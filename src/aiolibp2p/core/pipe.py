@@ -177,6 +177,10 @@ class PipeReader:
     def buffered(self) -> int:
         return len(self._buf)
 
+    def peek_byte(self) -> int:
+        """The next buffered byte without consuming it, or -1 when nothing is buffered."""
+        return self._buf[0] if self._buf else -1
+
     def hand_over(self, receiver: PipeReceiver) -> None:
         """Make ``receiver`` the pipe's receiver: it first gets the bytes buffered here, then EOF or loss if
         they already happened. Use this at every protocol switch so no byte or close is lost."""

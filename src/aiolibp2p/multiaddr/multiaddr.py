@@ -17,6 +17,7 @@ starting with ``%2F`` is one escaped segment, anything else takes the rest of th
 from __future__ import annotations
 
 import ipaddress
+import socket
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -47,6 +48,9 @@ __all__ = ["Multiaddr"]
 _PARSE_CACHE_SIZE = 4096
 _HOST_CODES = frozenset({P_IP4, P_IP6, P_DNS, P_DNS4, P_DNS6})
 _P2P = BY_CODE[P_P2P]
+_IP4 = BY_CODE[P_IP4]
+_IP6 = BY_CODE[P_IP6]
+_SOCKET_TRANSPORTS = {"tcp": BY_CODE[P_TCP], "udp": BY_CODE[P_UDP]}
 
 
 class _Part(NamedTuple):
@@ -101,10 +105,38 @@ class Multiaddr:
         return _parse_text(text)
 
     @classmethod
-    def from_bytes(cls, data: bytes | bytearray | memoryview) -> Multiaddr:
+    def from_bytes(cls, data: bytes | bytearray | memoryview, *, cache: bool = True) -> Multiaddr:
+        """Parse the binary form. ``cache=False`` for an address unlikely to be seen again (a peer's view of
+        our ephemeral port, say): it is parsed without entering the parse cache, where it would evict hot
+        entries."""
         if not isinstance(data, bytes | bytearray | memoryview):
             raise TypeError(f"expected bytes, got {type(data).__name__}")
-        return _parse_bytes(bytes(data))
+        if cache:
+            return _parse_bytes(bytes(data))
+        return _parse_bytes.__wrapped__(bytes(data))
+
+    @classmethod
+    def from_sockaddr(
+        cls, sockaddr: tuple[object, ...], transport: str = "tcp", suffix: Multiaddr | None = None
+    ) -> Multiaddr:
+        """``/ip4|ip6/<host>/tcp|udp/<port>`` followed by ``suffix``, from a socket address ``(host, port, ...)``.
+        Built from binary, without the parse caches: a connection's ephemeral address would only evict hot
+        entries there (and parsing its text costs more). An IPv6 scope (``%eth0``) is dropped. MultiaddrError
+        for anything that is not an IP socket address."""
+        t = _SOCKET_TRANSPORTS.get(transport)
+        if t is None:
+            raise MultiaddrError(f"not a socket transport: {transport!r}")
+        host = str(sockaddr[0]) if sockaddr else ""
+        try:
+            if ":" in host:
+                ip, value = _IP6, socket.inet_pton(socket.AF_INET6, host.split("%", 1)[0])
+            else:
+                ip, value = _IP4, socket.inet_pton(socket.AF_INET, host)
+            port = int(sockaddr[1]).to_bytes(2, "big")  # type: ignore[call-overload]
+        except (OSError, ValueError, OverflowError, TypeError, IndexError) as e:
+            raise MultiaddrError(f"not an IP socket address: {sockaddr!r}") from e
+        parts = (_Part(ip, value, ip.vcode + value), _Part(t, port, t.vcode + port))
+        return _from_parts(parts if suffix is None else parts + suffix._parts)
 
     @classmethod
     def empty(cls) -> Multiaddr:

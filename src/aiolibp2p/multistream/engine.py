@@ -146,6 +146,11 @@ class _Engine:
         self._out.clear()
         return out
 
+    @property
+    def at_message_start(self) -> bool:
+        """True when no byte of the next message has been fed yet (and no protocol agreed)."""
+        return not self._buf and self.protocol is None
+
     def read_hint(self) -> int:
         """How many bytes may be read next without reading past the current message (0 once done).
 

@@ -69,6 +69,20 @@ def _buffered(io: NegotiationStream) -> int:
     return n if isinstance(n, int) else 0
 
 
+def _read_size(io: object, engine: _Engine) -> int:
+    """``engine.read_hint()``, widened to the whole message when its one-byte length prefix is already
+    buffered in ``io`` (a stream with ``peek_byte``): one read and one feed per message instead of two, and
+    still never a byte past the message."""
+    hint = engine.read_hint()
+    if hint == 1 and engine.at_message_start:
+        peek = getattr(io, "peek_byte", None)
+        if peek is not None:
+            first = peek()
+            if isinstance(first, int) and 0 <= first < 0x80:
+                return 1 + first
+    return hint
+
+
 async def _run(io: NegotiationStream, engine: _Engine) -> str:
     """Exchange messages until the engine has agreed on a protocol.
 
@@ -78,7 +92,7 @@ async def _run(io: NegotiationStream, engine: _Engine) -> str:
     """
     out = engine.bytes_to_send()
     while engine.protocol is None:
-        hint = engine.read_hint()
+        hint = _read_size(io, engine)
         if out and _buffered(io) < hint:
             await _write(io, out)
             out = b""
@@ -198,7 +212,7 @@ class LazyNegotiatedStream:
         engine = self._engine
         while engine.protocol is None:
             try:
-                data = await self.stream.readexactly(engine.read_hint())
+                data = await self.stream.readexactly(_read_size(self.stream, engine))
             except asyncio.IncompleteReadError:
                 raise NegotiationError(f"stream ended before {self.protocol} was confirmed") from None
             try:
@@ -304,7 +318,7 @@ class LazySelectReader(PipeReader):
         engine = self._pending_engine
         assert engine is not None
         while engine.protocol is None:
-            engine.feed(await super().readexactly(engine.read_hint()))
+            engine.feed(await super().readexactly(_read_size(self, engine)))
         self._pending_engine = None
 
     async def readexactly(self, n: int) -> bytes:

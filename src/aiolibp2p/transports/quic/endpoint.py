@@ -43,10 +43,11 @@ _MIN_RESET_TRIGGER = 1 + 20 + STATELESS_RESET_TOKEN_SIZE  # only answer packets 
 _SUPPORTED_VERSIONS = [QuicProtocolVersion.VERSION_1]
 
 
+_QUIC_V1 = Multiaddr("/quic-v1")
+
+
 def sockaddr_to_multiaddr(sockaddr: tuple[Any, ...]) -> Multiaddr:
-    host = str(sockaddr[0]).split("%", 1)[0]
-    proto = "ip6" if ":" in host else "ip4"
-    return Multiaddr(f"/{proto}/{host}/udp/{int(sockaddr[1])}/quic-v1")
+    return Multiaddr.from_sockaddr(sockaddr, "udp", _QUIC_V1)
 
 
 class QuicEndpoint(asyncio.DatagramProtocol):

@@ -39,11 +39,7 @@ class TcpConfig:
 def sockaddr_to_multiaddr(sockaddr: tuple[object, ...] | None) -> Multiaddr | None:
     if not sockaddr:
         return None
-    host, port = str(sockaddr[0]), int(sockaddr[1])  # type: ignore[call-overload]
-    proto = "ip6" if ":" in host else "ip4"
-    if proto == "ip6" and "%" in host:
-        host = host.split("%", 1)[0]
-    return Multiaddr(f"/{proto}/{host}/tcp/{port}")
+    return Multiaddr.from_sockaddr(sockaddr, "tcp")
 
 
 class TcpPipe(asyncio.Protocol):

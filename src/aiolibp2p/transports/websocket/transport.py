@@ -177,11 +177,7 @@ def parse_websocket_multiaddr(addr: Multiaddr) -> WebSocketAddr | None:
 def _tcp_multiaddr(sockaddr: tuple[object, ...] | None, suffix: str) -> Multiaddr | None:
     if not sockaddr:
         return None
-    host, port = str(sockaddr[0]), int(cast(int, sockaddr[1]))
-    proto = "ip6" if ":" in host else "ip4"
-    if proto == "ip6" and "%" in host:
-        host = host.split("%", 1)[0]
-    return Multiaddr(f"/{proto}/{host}/tcp/{port}{suffix}")
+    return Multiaddr.from_sockaddr(sockaddr, "tcp", Multiaddr(suffix) if suffix else None)
 
 
 def _binary_frame(
