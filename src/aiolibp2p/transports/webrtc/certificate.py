@@ -53,7 +53,7 @@ def sdp_fingerprint(fingerprint: bytes) -> str:
 class WebRtcCertificate:
     """An ECDSA P-256 key and its self-signed certificate, with the SHA-256 fingerprint."""
 
-    __slots__ = ("certificate", "der", "fingerprint", "private_key")
+    __slots__ = ("__weakref__", "certificate", "der", "fingerprint", "private_key")
 
     def __init__(self, private_key: ec.EllipticCurvePrivateKey, certificate: x509.Certificate) -> None:
         if not isinstance(private_key.curve, ec.SECP256R1):

@@ -12,6 +12,7 @@ Noise prologue binds both fingerprints to the libp2p identities.
 from __future__ import annotations
 
 import hashlib
+import weakref
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import serialization
@@ -54,7 +55,18 @@ class DtlsFailed:
 DtlsEvent = DtlsHandshakeComplete | DtlsData | DtlsClosed | DtlsFailed
 
 
+_CONTEXTS: weakref.WeakKeyDictionary[WebRtcCertificate, SSL.Context] = weakref.WeakKeyDictionary()
+
+
 def _context(cert: WebRtcCertificate, mtu: int) -> SSL.Context:
+    """One OpenSSL context per certificate, shared by its connections (making one costs ~0.6 ms)."""
+    ctx = _CONTEXTS.get(cert)
+    if ctx is None:
+        ctx = _CONTEXTS[cert] = _new_context(cert)
+    return ctx
+
+
+def _new_context(cert: WebRtcCertificate) -> SSL.Context:
     ctx = SSL.Context(SSL.DTLS_METHOD)
     ctx.set_options(SSL.OP_NO_TICKET | SSL.OP_NO_QUERY_MTU)
     ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, lambda *_: True)
