@@ -189,3 +189,52 @@ async def test_noise_handshake_that_does_not_match_the_fingerprints_fails() -> N
         assert ep.num_connections == 0  # the failed connection is gone on the listener too
         async with _host(listen=False) as good:
             await good.connect(srv.full_addrs()[0])
+
+
+async def test_cancelled_dial_leaves_nothing_sending() -> None:
+    """A dial cancelled mid-handshake (a lost happy-eyeballs race) is aborted: no connection stays behind
+    retransmitting STUN checks, and the listener drops the half-open connection once the dialer goes silent."""
+    cfg = WebRtcDirectConfig(pending_silence_timeout=0.5)
+    async with asyncio.timeout(20), _host(cfg) as srv:
+        key = generate_key_pair()
+        cli = WebRtcDirectTransport(key)
+        # a silent UDP socket: the dialer's checks go unanswered, so its dial is stuck in ICE
+        sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sink.bind(("127.0.0.1", 0))
+        sink.setblocking(False)
+        try:
+            port = sink.getsockname()[1]
+            addr = aiolibp2p.Multiaddr(
+                f"/ip4/127.0.0.1/udp/{port}/webrtc-direct/certhash/{WebRtcCertificate.generate().certhash}"
+            )
+            task = asyncio.ensure_future(cli.dial(addr))
+            await asyncio.sleep(0.3)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await asyncio.sleep(0.2)
+            while True:  # drain what was sent before the cancel
+                try:
+                    sink.recvfrom(2048)
+                except BlockingIOError:
+                    break
+            await asyncio.sleep(1.2)  # > stun_retransmit_max: a leaked connection would have sent again
+            with pytest.raises(BlockingIOError):
+                sink.recvfrom(2048)
+            assert not any(ep.num_connections for ep in cli._endpoints)
+            # the listener side: a dialer that sends one check and falls silent
+            (transport,) = srv.swarm.transports
+            assert isinstance(transport, WebRtcDirectTransport)
+            (ep,) = transport._listening
+            _, check = ice.binding_request(
+                ice.IceCredentials.for_dial_v1(), controlling=True, tie_breaker=1, use_candidate=True
+            )
+            sink.sendto(check, ("127.0.0.1", int(srv.listen_addrs[0].value_for_protocol("udp") or 0)))
+            await asyncio.sleep(0.2)
+            assert ep.num_connections == 1
+            async with asyncio.timeout(3):
+                while ep.num_connections:
+                    await asyncio.sleep(0.05)
+        finally:
+            sink.close()
+            await cli.close()

@@ -47,6 +47,9 @@ class WebRtcDirectConfig:
     max_pending_inbound_handshakes: int = 128
     """Inbound connections still handshaking per listening socket; further new ufrags are ignored (the spec:
     a listener MUST rate-limit STUN-driven allocations)."""
+    pending_silence_timeout: float = 3.0
+    """Seconds an inbound connection still handshaking may go without a datagram before it is dropped (a
+    dialer that gave up sends nothing more; a live one retransmits within ~1 s)."""
     max_pending_per_ip: int = 16
     """Inbound connections still handshaking from one remote IP."""
     sctp_receive_window: int = 1024 * 1024

@@ -533,6 +533,20 @@ class WebRtcConnection:
         self._arm_keepalive()
         if not self.is_server:
             self._send_check()
+        else:
+            self._loop.call_later(self.config.pending_silence_timeout / 2, self._check_pending)
+
+    def _check_pending(self) -> None:
+        """A listener's connection still handshaking whose dialer went silent (gave up, lost a dial race, or
+        never meant it) is dropped at once instead of holding a pending slot for the whole handshake timeout:
+        ICE has no goodbye, and a dialer in the middle of a handshake always has something to send."""
+        if self._closed_exc is not None or self.handshake.done():
+            return
+        silent = time.monotonic() - self.last_rx
+        if silent > self.config.pending_silence_timeout:
+            self._fail_handshake_and_close(HandshakeError(f"the dialer went silent for {silent:.1f} s"))
+            return
+        self._loop.call_later(self.config.pending_silence_timeout / 2, self._check_pending)
 
     async def wait_handshake(self, timeout: float) -> None:
         try:

@@ -178,7 +178,10 @@ class WebRtcDirectTransport:
         async def run() -> None:
             try:
                 await conn.wait_handshake(self.config.handshake_timeout)
-            except Exception as e:
+            except BaseException as e:
+                conn.abort(e if isinstance(e, Exception) else None)
+                if not isinstance(e, Exception):
+                    raise
                 log.debug("inbound WebRTC-direct handshake from %s failed: %r", addr, e)
                 return
             await handler(conn)
@@ -250,7 +253,13 @@ class WebRtcDirectTransport:
         )
         ep.add(sockaddr, conn)
         conn.start()
-        await conn.wait_handshake(self.config.handshake_timeout)
+        try:
+            await conn.wait_handshake(self.config.handshake_timeout)
+        except BaseException as e:
+            # failed, timed out, or cancelled (a dial that lost a happy-eyeballs race): never leave a connection
+            # behind that keeps sending checks
+            conn.abort(e if isinstance(e, Exception) else None)
+            raise
         return conn
 
     async def close(self) -> None:
