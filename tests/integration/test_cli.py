@@ -117,3 +117,22 @@ async def test_errors_are_one_line_and_nonzero() -> None:
     assert len(err.strip().splitlines()) == 1
     code, lines, err = await run("ping", "/not/a/multiaddr", "--json")
     assert code != 0 and lines[-1]["event"] == "error"
+
+
+async def test_serve_and_ping_over_webrtc_direct() -> None:
+    """The CLI over WebRTC-direct: serve prints a /webrtc-direct/certhash address; ping and echo dial it (the
+    default transports include WebRTC-direct), and the server sees each client's connection close."""
+    async with serve("--listen", "/ip4/127.0.0.1/udp/0/webrtc-direct") as (proc, listening):
+        (addr,) = [a for a in listening["addrs"] if "/webrtc-direct/certhash/" in a]
+        code, lines, err = await run("ping", addr, "--count", "2", "--json")
+        assert code == 0, err
+        assert lines[-1]["event"] == "ping_summary" and lines[-1]["count"] == 2
+        code, lines, err = await run("echo", addr, "--bytes", "300000", "--json")
+        assert code == 0, err
+        assert lines[0]["verified"] is True
+        assert proc.stdout is not None
+        events: list[dict[str, Any]] = []
+        async with asyncio.timeout(10):
+            while sum(1 for e in events if e["event"] == "connection_closed") < 2:
+                events.append(json.loads(await proc.stdout.readline()))
+        assert {e["transport"] for e in events} == {"webrtc-direct"}
