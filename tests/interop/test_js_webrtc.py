@@ -110,3 +110,17 @@ async def test_wrong_certhash_fails_the_dial() -> None:
             assert "certhash" in repr(ei.value.errors) or "certhash" in str(ei.value), ei.value
             # the right one still works afterwards
             assert str(await host.connect(js.addr)) == js.peer_id
+
+
+async def test_idle_connection_outlives_the_idle_timeout_both_ways() -> None:
+    """Nothing said for longer than our idle timeout (15 s): our STUN consent checks and js's answers keep the
+    connection alive on both sides (an idle connection is not a dead one)."""
+    async with asyncio.timeout(60):
+        async with JsPeer(transport="webrtc-direct") as js, _host() as host:
+            peer = await host.connect(js.addr)
+            (conn,) = host.connections(peer)
+            await asyncio.sleep(18)
+            assert not conn.is_closed() and host.connections(peer) == [conn]
+            (jc,) = [c for c in await js.connections() if c["peerId"] == str(host.peer_id)]
+            assert jc["status"] == "open"
+            assert await host.ping(peer) < 2
