@@ -8,7 +8,7 @@ import pytest
 
 import aiolibp2p
 from aiolibp2p.exceptions import DeadlineExceeded
-from aiolibp2p.pubsub.message import ValidationResult
+from aiolibp2p.pubsub.message import PubSubMessage, ValidationResult
 from aiolibp2p.pubsub.service import floodsub, gossipsub
 
 
@@ -133,6 +133,55 @@ async def test_gossipsub_gets_identify_signed_records_for_peer_exchange() -> Non
             assert PeerId.from_bytes(info.peerID) == c.peer_id
             rec, _ = open_signed_peer_record(info.signedPeerRecord)
             assert rec.peer_id == c.peer_id and set(rec.addrs) == {a.to_bytes() for a in c.listen_addrs}
+    finally:
+        for ps in services:
+            await ps.close()
+        for h in hosts:
+            await h.close()
+
+
+async def test_async_validators_hold_then_decide() -> None:
+    """A coroutine validator, and a plain function returning an awaitable, are awaited (the router keeps
+    the message pending); their verdicts decide delivery and forwarding as a synchronous verdict would."""
+    hosts = await _hosts(2)
+    services = []
+    try:
+        async with asyncio.timeout(10):
+            services = [await gossipsub(h) for h in hosts]
+            t0, t1 = await services[0].join("t"), await services[1].join("t")
+            gate = asyncio.Event()
+            seen: list[bytes] = []
+
+            async def slow(m: PubSubMessage) -> ValidationResult:
+                seen.append(m.data)
+                await gate.wait()
+                return ValidationResult.REJECT if m.data == b"bad" else ValidationResult.ACCEPT
+
+            t1.validator = slow
+            s1 = await t1.subscribe()
+            await hosts[0].connect(hosts[1].full_addrs())
+            await t0.publish(b"bad", min_peers=1, timeout=5)
+            await t0.publish(b"good", min_peers=1, timeout=5)
+            while len(seen) < 2:
+                await asyncio.sleep(0.01)
+            assert services[1].router.pending_validations == 2  # held until the validator answers
+            gate.set()
+            assert (await s1.next(timeout=5)).data == b"good"
+            assert seen == [b"bad", b"good"]  # each message validated once
+
+            def plain(m: PubSubMessage) -> asyncio.Future[bool]:
+                seen.append(m.data)
+                fut = asyncio.get_running_loop().create_future()
+                fut.set_result(m.data != b"bad2")
+                return fut
+
+            t1.validator = plain
+            await t0.publish(b"bad2", timeout=5)
+            await t0.publish(b"good2", timeout=5)
+            assert (await s1.next(timeout=5)).data == b"good2"
+            assert seen[2:] == [b"bad2", b"good2"]
+            assert services[1].router.pending_validations == 0
+            assert services[1].router.stats.messages_rejected == 2
     finally:
         for ps in services:
             await ps.close()

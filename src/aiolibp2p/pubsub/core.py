@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final
 
@@ -31,6 +31,7 @@ from ..crypto.keys import PrivateKey
 from ..crypto.peer_id import PeerId
 from ..exceptions import DecodeError, MessageTooLarge, ProtocolViolation
 from ..wire.pb import pubsub_pb2 as pb
+from ..wire.varint import encode_uvarint
 from .caches import SeenCache
 from .message import (
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -43,6 +44,7 @@ from .message import (
     build_message,
     check_message,
     default_message_id,
+    message_from,
     verify_signature,
 )
 
@@ -50,6 +52,8 @@ FLOODSUB_PROTOCOL_ID: Final = "/floodsub/1.0.0"
 
 _RPC_OVERHEAD: Final = 16
 """Bytes of RPC framing around one message (field tag + length varints), kept free when checking sizes."""
+_PUBLISH_TAG: Final = b"\x12"
+"""``RPC.publish`` (field 2, length-delimited): the key before each encoded message in a frame."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,7 +223,13 @@ class PubSubRouter:
         self.stats = PubSubStats()
         self._pending_validation: dict[bytes, tuple[PubSubMessage, PeerId]] = {}
         self._out: dict[PeerId, _Outgoing] = {}
+        self._flushed: dict[PeerId, None] = {}
         self._events: list[PubSubEvent] = []
+        self._local_bytes = local_peer.to_bytes()
+        self.inline_validator: Callable[[PubSubMessage], ValidationResult | None] | None = None
+        """Set by an adapter whose validators can often answer at once: called for each message that passed
+        the signature checks; a verdict is applied on the spot, None means "ask with a ValidateMessage
+        event" (an asynchronous validator), as when this is unset."""
 
     # --- output ---
 
@@ -229,6 +239,14 @@ class PubSubRouter:
 
     def peers_with_frames(self) -> list[PeerId]:
         return [p for p, st in self.peers.items() if st.frames]
+
+    def take_flushed_peers(self) -> list[PeerId]:
+        """The peers that got new frames since the last call (in the order they got them); cheaper than
+        :meth:`peers_with_frames` for an adapter that wakes a writer per peer after every call."""
+        if not self._flushed:
+            return []
+        peers, self._flushed = list(self._flushed), {}
+        return peers
 
     def take_frames(self, peer: PeerId, limit: int | None = None) -> list[bytes]:
         """Pop up to ``limit`` queued RPC frames for ``peer`` (unprefixed protobuf bytes)."""
@@ -255,41 +273,52 @@ class PubSubRouter:
         if not self._out:
             return
         pending, self._out = self._out, {}
+        encoded: dict[int, bytes] = {}
         for peer, out in pending.items():
             st = self.peers.get(peer)
             if st is not None:
-                self._enqueue(peer, st, out)
+                self._enqueue(peer, st, out, encoded)
 
-    def _enqueue(self, peer: PeerId, st: PeerState, out: _Outgoing) -> None:
+    def _enqueue(self, peer: PeerId, st: PeerState, out: _Outgoing, encoded: dict[int, bytes]) -> None:
+        """Queue ``out`` as frames for ``peer``. A message forwarded to many peers in one flush is serialized
+        once: ``encoded`` maps ``id(message)`` to its ``publish`` field bytes (tag, length, message), and a
+        frame is the subscriptions/control part followed by those fields (protobuf concatenation)."""
         limit = self.config.max_message_size
-        rpc = pb.RPC()
-        for topic, subscribe in out.subs:
-            rpc.subscriptions.add(subscribe=subscribe, topicid=topic)
-        if out.has_control():
-            ctl = rpc.control
-            ctl.ihave.extend(out.ihave)
-            if out.iwant:
-                ctl.iwant.add().messageIDs.extend(out.iwant)
-            for topic in out.graft:
-                ctl.graft.add(topicID=topic)
-            ctl.prune.extend(out.prune)
-            if out.idontwant:
-                ctl.idontwant.add().messageIDs.extend(out.idontwant)
+        head = b""
+        if out.subs or out.has_control():
+            rpc = pb.RPC()
+            for topic, subscribe in out.subs:
+                rpc.subscriptions.add(subscribe=subscribe, topicid=topic)
+            if out.has_control():
+                ctl = rpc.control
+                ctl.ihave.extend(out.ihave)
+                if out.iwant:
+                    ctl.iwant.add().messageIDs.extend(out.iwant)
+                for topic in out.graft:
+                    ctl.graft.add(topicID=topic)
+                ctl.prune.extend(out.prune)
+                if out.idontwant:
+                    ctl.idontwant.add().messageIDs.extend(out.idontwant)
+            head = rpc.SerializeToString()
         frames: list[bytes] = []
-        size = rpc.ByteSize()
+        parts: list[bytes] = [head] if head else []
+        size = len(head)
         for msg in out.messages:
-            msize = msg.ByteSize() + _RPC_OVERHEAD
-            if msize > limit:
+            field = encoded.get(id(msg))
+            if field is None:
+                body = msg.SerializeToString()
+                field = encoded[id(msg)] = _PUBLISH_TAG + encode_uvarint(len(body)) + body
+            if len(field) > limit:
                 self.stats.messages_too_large += 1
                 continue
-            if size + msize > limit:
-                frames.append(rpc.SerializeToString())
-                rpc = pb.RPC()
+            if size + len(field) > limit:
+                frames.append(b"".join(parts))
+                parts = []
                 size = 0
-            rpc.publish.append(msg)
-            size += msize
+            parts.append(field)
+            size += len(field)
         if size:
-            frames.append(rpc.SerializeToString())
+            frames.append(b"".join(parts))
         room = self.config.max_outbound_rpcs_per_peer - len(st.frames)
         for i, frame in enumerate(frames):
             if i < room:
@@ -299,6 +328,8 @@ class PubSubRouter:
             dropped = pb.RPC.FromString(frame)
             self.stats.messages_dropped_queue_full += len(dropped.publish)
             self._on_frame_dropped(peer, dropped)
+        if frames and room > 0:
+            self._flushed[peer] = None
 
     def _on_frame_dropped(self, peer: PeerId, rpc: pb.RPC) -> None:
         """Hook: a frame did not fit in the peer's queue (GossipSub keeps its GRAFT/PRUNE for later)."""
@@ -489,14 +520,11 @@ class PubSubRouter:
             self._reject(peer, None, topic, RejectReason.MESSAGE_TOO_LARGE, now)
             return
         policy = self.config.signature_policy
-        try:
-            message = check_message(m, policy, verify=False)
-        except MessageRejected as exc:
-            self._reject(peer, None, topic, exc.reason, now)
-            return
-        if message.source == self.local_peer:
+        if policy is SignaturePolicy.STRICT_SIGN and message_from(m) == self._local_bytes:
             self._reject(peer, None, topic, RejectReason.SELF_ORIGIN, now)
             return
+        # The ID and the seen cache first (as go does): a duplicate, the common case in a mesh, costs no
+        # parsing of its author and no signature check. Only verified messages enter the seen cache.
         try:
             msg_id = self.config.message_id_fn(m)
         except Exception:  # a user-supplied ID function failing on hostile input
@@ -504,7 +532,15 @@ class PubSubRouter:
             return
         if msg_id in self.seen:
             self.stats.messages_duplicate += 1
-            self._on_duplicate(peer, msg_id, message, now)
+            self._on_duplicate(peer, msg_id, topic, now)
+            return
+        try:
+            message = check_message(m, policy, verify=False)
+        except MessageRejected as exc:
+            self._reject(peer, None, topic, exc.reason, now)
+            return
+        if message.source == self.local_peer:
+            self._reject(peer, None, topic, RejectReason.SELF_ORIGIN, now)
             return
         if policy is SignaturePolicy.STRICT_SIGN:
             assert message.source is not None
@@ -519,8 +555,15 @@ class PubSubRouter:
             self._on_throttled(peer, msg_id, message, now)
             return
         self.seen.add(msg_id, now)
-        self._pending_validation[msg_id] = (message, peer)
         self._on_validate(peer, msg_id, message, now)
+        inline = self.inline_validator
+        verdict = inline(message) if inline is not None else None
+        if verdict is not None:
+            # Decided on the spot: the IDONTWANTs of _on_validate and the forwarded message leave in the
+            # same flush, so each peer gets one frame for them instead of two.
+            self._apply_verdict(msg_id, message, peer, verdict, now)
+            return
+        self._pending_validation[msg_id] = (message, peer)
         self._events.append(ValidateMessage(msg_id, message, peer))
 
     def report_validation(self, msg_id: bytes, result: ValidationResult, now: float) -> None:
@@ -529,6 +572,12 @@ class PubSubRouter:
         if entry is None:
             return
         message, peer = entry
+        self._apply_verdict(msg_id, message, peer, result, now)
+        self._flush()
+
+    def _apply_verdict(
+        self, msg_id: bytes, message: PubSubMessage, peer: PeerId, result: ValidationResult, now: float
+    ) -> None:
         if result is ValidationResult.ACCEPT:
             self.stats.messages_delivered += 1
             self._on_deliver(peer, msg_id, message, now)
@@ -539,7 +588,6 @@ class PubSubRouter:
             self._reject(peer, msg_id, message.topic, RejectReason.VALIDATION_FAILED, now)
         else:
             self._reject(peer, msg_id, message.topic, RejectReason.VALIDATION_IGNORED, now)
-        self._flush()
 
     @property
     def pending_validations(self) -> int:
@@ -589,7 +637,7 @@ class PubSubRouter:
     def _on_deliver(self, peer: PeerId, msg_id: bytes, message: PubSubMessage, now: float) -> None:
         pass
 
-    def _on_duplicate(self, peer: PeerId, msg_id: bytes, message: PubSubMessage, now: float) -> None:
+    def _on_duplicate(self, peer: PeerId, msg_id: bytes, topic: str, now: float) -> None:
         pass
 
     def _on_throttled(self, peer: PeerId, msg_id: bytes, message: PubSubMessage, now: float) -> None:

@@ -433,9 +433,9 @@ class GossipSub(PubSubRouter):
         if self.score is not None:
             self.score.deliver_message(msg_id, message.topic, peer, now)
 
-    def _on_duplicate(self, peer: PeerId, msg_id: bytes, message: PubSubMessage, now: float) -> None:
+    def _on_duplicate(self, peer: PeerId, msg_id: bytes, topic: str, now: float) -> None:
         if self.score is not None:
-            self.score.duplicate_message(msg_id, message.topic, peer, now)
+            self.score.duplicate_message(msg_id, topic, peer, now)
 
     def _on_throttled(self, peer: PeerId, msg_id: bytes, message: PubSubMessage, now: float) -> None:
         if self.score is not None:

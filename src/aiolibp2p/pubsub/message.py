@@ -178,7 +178,7 @@ def check_message(msg: pb.Message, policy: SignaturePolicy, *, verify: bool = Tr
     if not msg.HasField("from") or len(msg.seqno) != SEQNO_LENGTH:
         raise MessageRejected(RejectReason.INVALID_SIGNATURE, "from or 8-byte seqno missing")
     try:
-        source = PeerId.from_bytes(message_from(msg))
+        source = _author(message_from(msg))
     except Libp2pError as exc:
         raise MessageRejected(RejectReason.INVALID_SIGNATURE, f"bad from: {exc}")
     if verify:
@@ -186,9 +186,40 @@ def check_message(msg: pb.Message, policy: SignaturePolicy, *, verify: bool = Tr
     return PubSubMessage(msg.topic, msg.data, source, msg.seqno, msg)
 
 
+AUTHOR_CACHE_SIZE: Final = 4096
+"""Recent message authors remembered with their parsed peer ID and inlined key (the cache is emptied when
+full): a busy topic has few authors, so parsing each ``from`` and key once saves work on every message."""
+_authors: dict[bytes, PeerId] = {}
+_inlined_keys: dict[PeerId, PublicKey | None] = {}
+
+
+def _author(raw: bytes) -> PeerId:
+    """``PeerId.from_bytes(raw)``, remembered (raises DecodeError like it)."""
+    pid = _authors.get(raw)
+    if pid is None:
+        pid = PeerId.from_bytes(raw)
+        if len(_authors) >= AUTHOR_CACHE_SIZE:
+            _authors.clear()
+        _authors[raw] = pid
+    return pid
+
+
+def _inlined_key(source: PeerId) -> PublicKey | None:
+    """``source.extract_public_key()``, remembered (raises like it)."""
+    try:
+        return _inlined_keys[source]
+    except KeyError:
+        pass
+    key = source.extract_public_key()
+    if len(_inlined_keys) >= AUTHOR_CACHE_SIZE:
+        _inlined_keys.clear()
+    _inlined_keys[source] = key
+    return key
+
+
 def _signing_key(msg: pb.Message, source: PeerId) -> PublicKey:
     try:
-        inlined = source.extract_public_key()
+        inlined = _inlined_key(source)
     except Libp2pError as exc:
         raise MessageRejected(RejectReason.INVALID_SIGNATURE, f"bad inlined key: {exc}")
     if inlined is not None:

@@ -229,6 +229,8 @@ class PubSub:
         self._timer: asyncio.TimerHandle | None = None
         self._unsubscribe: list[Callable[[], None]] = []
         self._closed = False
+        self._inline_pending: dict[bytes, Awaitable[ValidationResult | bool]] = {}
+        router.inline_validator = self._validate_inline
 
     # --- lifecycle ---
 
@@ -306,7 +308,7 @@ class PubSub:
         router = self.router
         while events := router.take_events():  # synchronous verdicts produce more events
             self._dispatch(events)
-        for peer in router.peers_with_frames():
+        for peer in router.take_flushed_peers():
             link = self._links.get(peer)
             if link is not None:
                 link.wake.set()
@@ -339,7 +341,32 @@ class PubSub:
             elif isinstance(event, ConnectToPeer):
                 self._px_connect(event)
 
+    def _validate_inline(self, message: PubSubMessage) -> ValidationResult | None:
+        """The router's inline validator: the verdict of the topic's validator when it answers at once (or
+        ACCEPT without one); None for a validator that returns an awaitable (the router then asks with a
+        ValidateMessage event, whose verdict comes back through ``report_validation``)."""
+        topic = self.topics.get(message.topic)
+        validator = topic.validator if topic is not None else None
+        if validator is None:
+            return ValidationResult.ACCEPT
+        if inspect.iscoroutinefunction(validator):
+            return None
+        try:
+            verdict = validator(message)
+        except Exception:
+            log.exception("validator of %r failed", message.topic)
+            return ValidationResult.IGNORE
+        if inspect.isawaitable(verdict):
+            # a plain function that returned an awaitable: the ValidateMessage event that follows awaits it
+            self._inline_pending[self.router.config.message_id_fn(message.pb)] = verdict
+            return None
+        return _verdict(verdict)
+
     def _validate(self, event: ValidateMessage) -> None:
+        pending = self._inline_pending.pop(event.msg_id, None)
+        if pending is not None:
+            self._spawn(self._validate_async(event.msg_id, pending))
+            return
         topic = self.topics.get(event.message.topic)
         validator = topic.validator if topic is not None else None
         if validator is None:
@@ -524,15 +551,18 @@ class PubSub:
                     return
                 buf += chunk
                 pos = 0
+                now = self.loop.time()
                 while True:
                     got = try_decode_length_prefixed(buf, limit, pos)
                     if got is None:
                         break
                     frame, pos = got
                     if peer not in self.router.peers:
+                        self._after()
                         return
-                    self.router.handle_frame(peer, frame, self.loop.time())
-                    self._after()
+                    self.router.handle_frame(peer, frame, now)
+                # one pass over what the frames of this chunk produced (events, writers to wake)
+                self._after()
                 del buf[:pos]
         except ProtocolViolation as exc:
             log.debug("pubsub: resetting inbound stream of %s: %s", peer, exc)
