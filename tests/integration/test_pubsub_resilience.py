@@ -153,3 +153,55 @@ async def test_peer_kept_when_the_pubsub_connection_dies(make: Factory, failure:
                     await ps_b.close()
             finally:
                 await proxy.close()
+
+
+async def test_blocked_write_is_abandoned_and_the_stream_reopened(monkeypatch: pytest.MonkeyPatch) -> None:
+    """B announces a subscription but never reads its inbound pubsub stream: A's writes to B fill the yamux
+    window and block. After ``WRITE_TIMEOUT`` A's watchdog interrupts the write and A opens a new stream to
+    B (while its messages keep flowing to C); without the watchdog the write would block for good."""
+    from aiolibp2p.pubsub import service as pubsub_service
+    from aiolibp2p.pubsub.gossipsub import GOSSIPSUB_V11
+    from aiolibp2p.wire.pb import pubsub_pb2 as pb
+    from aiolibp2p.wire.varint import length_prefixed
+
+    monkeypatch.setattr(pubsub_service, "WRITE_TIMEOUT", 0.5)
+    monkeypatch.setattr(pubsub_service, "WRITE_WATCHDOG_INTERVAL", 0.1)
+    listen = ["/ip4/127.0.0.1/tcp/0"]
+    async with (
+        aiolibp2p.new_host(listen=listen) as a,
+        aiolibp2p.new_host(listen=listen) as b,
+        aiolibp2p.new_host(listen=listen) as c,
+    ):
+        inbound: list[object] = []
+        stall = asyncio.Event()
+
+        async def never_read(stream: object) -> None:
+            inbound.append(stream)
+            await stall.wait()
+
+        b.set_stream_handler(GOSSIPSUB_V11, never_read)
+        ps_a, ps_c = await gossipsub(a), await gossipsub(c)
+        try:
+            async with asyncio.timeout(20):
+                topic_a, topic_c = await ps_a.join("t"), await ps_c.join("t")
+                await topic_a.subscribe()
+                sub_c = await topic_c.subscribe()
+                await b.connect(a.full_addrs())
+                await c.connect(a.full_addrs())
+                hello = await b.new_stream(a.peer_id, [GOSSIPSUB_V11])
+                rpc = pb.RPC()
+                rpc.subscriptions.add(subscribe=True, topicid="t")
+                await hello.write(length_prefixed(rpc.SerializeToString()))
+                await _wait_for(
+                    lambda: len(topic_a.peers()) == 2 and bool(inbound), 10, "B and C on the topic"
+                )
+                big = bytes(60_000)
+                for i in range(12):  # 720 kB: more than B's 256 KiB receive window
+                    await topic_a.publish(big + i.to_bytes(2, "big"))
+                for _ in range(12):
+                    await sub_c.next(timeout=5)
+                await _wait_for(lambda: len(inbound) >= 2, 10, "A to reopen its stream to B")
+        finally:
+            stall.set()
+            await ps_a.close()
+            await ps_c.close()

@@ -512,3 +512,13 @@ def test_validation_pipeline_reject_ignore_and_pending() -> None:
         c.router.report_validation(ev.msg_id, ValidationResult.ACCEPT, net.now)
     net.pump()
     assert sorted(c.data("t")) == [b"bad", b"meh"]
+
+
+def test_idontwant_control_encoding_matches_protobuf() -> None:
+    """The hand-encoded IDONTWANT-only control part the router shares between peers is the protobuf's."""
+    from aiolibp2p.pubsub.core import _idontwant_control
+
+    for ids in ([b"x" * 40], [b"a" * 46, b"b" * 300, b""]):
+        rpc = pb.RPC()
+        rpc.control.idontwant.add().messageIDs.extend(ids)
+        assert _idontwant_control(ids) == rpc.SerializeToString()

@@ -155,6 +155,13 @@ class PubSubStats:
     idontwant_ignored: int = 0
 
 
+def _idontwant_control(msg_ids: list[bytes]) -> bytes:
+    """``RPC{control: ControlMessage{idontwant: [ControlIDontWant{messageIDs: msg_ids}]}}``, encoded."""
+    idw = b"".join(b"\x0a" + encode_uvarint(len(m)) + m for m in msg_ids)  # messageIDs = 1
+    ctl = b"\x2a" + encode_uvarint(len(idw)) + idw  # ControlMessage.idontwant = 5
+    return b"\x1a" + encode_uvarint(len(ctl)) + ctl  # RPC.control = 3
+
+
 # --- per-peer state ------------------------------------------------------------------------------------
 
 
@@ -273,19 +280,23 @@ class PubSubRouter:
         if not self._out:
             return
         pending, self._out = self._out, {}
-        encoded: dict[int, bytes] = {}
+        encoded: dict[object, bytes] = {}
         for peer, out in pending.items():
             st = self.peers.get(peer)
             if st is not None:
                 self._enqueue(peer, st, out, encoded)
 
-    def _enqueue(self, peer: PeerId, st: PeerState, out: _Outgoing, encoded: dict[int, bytes]) -> None:
+    def _enqueue(self, peer: PeerId, st: PeerState, out: _Outgoing, encoded: dict[object, bytes]) -> None:
         """Queue ``out`` as frames for ``peer``. A message forwarded to many peers in one flush is serialized
         once: ``encoded`` maps ``id(message)`` to its ``publish`` field bytes (tag, length, message), and a
         frame is the subscriptions/control part followed by those fields (protobuf concatenation)."""
         limit = self.config.max_message_size
         head = b""
-        if out.subs or out.has_control():
+        if out.idontwant and not (out.subs or out.ihave or out.iwant or out.graft or out.prune):
+            # the usual control part while forwarding: only IDONTWANTs, the same for every mesh peer
+            key = tuple(out.idontwant)
+            head = encoded.get(key) or encoded.setdefault(key, _idontwant_control(out.idontwant))
+        elif out.subs or out.has_control():
             rpc = pb.RPC()
             for topic, subscribe in out.subs:
                 rpc.subscriptions.add(subscribe=subscribe, topicid=topic)

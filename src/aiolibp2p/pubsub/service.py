@@ -86,6 +86,10 @@ FLOODSUB_TOPIC_SEARCH_SIZE: Final = 5
 MAX_CONCURRENT_CONNECTS: Final = 8
 """Peer-exchange dials in flight at once (go's Connectors); further candidates are skipped."""
 WRITE_TIMEOUT: Final = 30.0
+"""Seconds one write to a peer's pubsub stream may block (its window full, its connection stuck); then the
+stream is reset and the writer reopens one. Checked by a watchdog every ``WRITE_WATCHDOG_INTERVAL`` seconds
+rather than a timer per write (the writes of a busy topic are many and almost never block)."""
+WRITE_WATCHDOG_INTERVAL: Final = 1.0
 
 Validator = Callable[[PubSubMessage], ValidationResult | bool | Awaitable[ValidationResult | bool]]
 
@@ -182,7 +186,7 @@ class Topic:
 
 
 class _PeerLink:
-    __slots__ = ("retry", "stream", "task", "wake")
+    __slots__ = ("retry", "stream", "task", "wake", "write_timed_out", "writing_since")
 
     def __init__(self) -> None:
         self.wake = asyncio.Event()
@@ -191,6 +195,10 @@ class _PeerLink:
         """Set on a new connection / identify of the peer: retry a failed open at once."""
         self.task: asyncio.Task[None] | None = None
         self.stream: Stream | None = None
+        self.writing_since: float | None = None
+        """Loop time the write in progress began (None: not writing); see ``WRITE_TIMEOUT``."""
+        self.write_timed_out = False
+        """Set by the watchdog when it cancels the writer's blocked write (the writer then reopens)."""
 
 
 class PubSub:
@@ -227,6 +235,7 @@ class PubSub:
         self._connecting: set[PeerId] = set()
         self._topic_waiters: dict[str, asyncio.Event] = {}
         self._timer: asyncio.TimerHandle | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
         self._unsubscribe: list[Callable[[], None]] = []
         self._closed = False
         self._inline_pending: dict[bytes, Awaitable[ValidationResult | bool]] = {}
@@ -246,6 +255,7 @@ class PubSub:
         if isinstance(self.router, GossipSub):
             self.router.start(self.loop.time())
         self._arm_timer()
+        self._watchdog = self.loop.call_later(WRITE_WATCHDOG_INTERVAL, self._check_writes)
         if self.discovery is not None:
             self._spawn(self._discovery_poll())
         for peer in self.host.connected_peers():
@@ -262,6 +272,8 @@ class PubSub:
             self.host.remove_stream_handler(proto)
         if self._timer is not None:
             self._timer.cancel()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         tasks = [t for t in self._tasks if not t.done()]
         tasks += [link.task for link in self._links.values() if link.task is not None]
         tasks += [*self._advertisers.values(), *self._discovering.values()]
@@ -403,6 +415,22 @@ class PubSub:
         self._call(router.handle_timer)
         self._arm_timer()
 
+    def _check_writes(self) -> None:
+        """Interrupt the writes that have blocked for longer than ``WRITE_TIMEOUT``: the writer's task is
+        cancelled (as ``asyncio.timeout`` would), takes it back (``uncancel``) and reopens a stream, as after
+        any failure; the frames it was writing are kept."""
+        if self._closed:
+            return
+        now = self.loop.time()
+        for peer, link in self._links.items():
+            since, task = link.writing_since, link.task
+            if since is not None and task is not None and not task.done() and now - since > WRITE_TIMEOUT:
+                log.debug("pubsub: write to %s blocked for %.0f s; reopening its stream", peer, now - since)
+                link.writing_since = None
+                link.write_timed_out = True
+                task.cancel()
+        self._watchdog = self.loop.call_later(WRITE_WATCHDOG_INTERVAL, self._check_writes)
+
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
@@ -493,9 +521,9 @@ class PubSub:
                     if not pending:
                         pending = self.router.take_frames(peer)
                     if pending:
-                        await stream.write(
-                            b"".join(length_prefixed(f) for f in pending), timeout=WRITE_TIMEOUT
-                        )
+                        link.writing_since = self.loop.time()
+                        await stream.write(b"".join(length_prefixed(f) for f in pending))
+                        link.writing_since = None
                         now = self.loop.time()
                         recent.extend((now, f) for f in pending)
                         pending = []
@@ -508,10 +536,15 @@ class PubSub:
             except (Libp2pError, OSError) as exc:
                 log.debug("pubsub: stream to %s failed: %s; reopening", peer, exc)
             except asyncio.CancelledError:
-                link.stream = None
-                with contextlib.suppress(Exception):
-                    await stream.reset()
-                raise
+                task = asyncio.current_task()
+                if not link.write_timed_out or task is None or task.uncancel() > 0:
+                    link.stream = None
+                    with contextlib.suppress(Exception):
+                        await stream.reset()
+                    raise
+                # the watchdog's cancel: the write blocked for WRITE_TIMEOUT; reopen
+            link.write_timed_out = False
+            link.writing_since = None
             link.stream = None
             with contextlib.suppress(Exception):
                 await stream.reset()
