@@ -33,6 +33,28 @@ name                                         labels                             
 ``resource_usage``                           resource                                 resource-manager counts
 ``connmgr_trimmed_connections_total``                                                 closed by the conn manager
 =========================================== ======================================== ===========================
+
+:class:`PubSubMetrics` adds the series of a :class:`~aiolibp2p.pubsub.PubSub` service, all read at scrape time
+from the router's own counters and state (nothing on the message path):
+
+=========================================== ======================================== ===========================
+name                                         labels                                   meaning
+=========================================== ======================================== ===========================
+``pubsub_messages_delivered_total``                                                   validated messages accepted
+``pubsub_messages_duplicate_total``                                                   copies already seen
+``pubsub_messages_rejected_total``                                                    invalid (signature, policy,
+                                                                                      validator REJECT)
+``pubsub_messages_ignored_total``                                                     validator IGNORE
+``pubsub_messages_dropped_total``            reason                                   messages dropped unsent
+                                                                                      or undelivered
+``pubsub_rpcs_total``                        outcome                                  RPC frames by outcome
+``pubsub_peers``                                                                      pubsub peers
+``pubsub_topic_peers``                       topic                                    peers subscribed to a topic
+``pubsub_mesh_peers``                        topic                                    GossipSub mesh size
+``pubsub_graylisted_peers``                                                           peers scored below the
+                                                                                      graylist threshold
+``pubsub_peer_score``                                                                 histogram of peer scores
+=========================================== ======================================== ===========================
 """
 
 from __future__ import annotations
@@ -48,11 +70,15 @@ from .network import events as ev
 
 if TYPE_CHECKING:
     from .host.host import Host
+    from .pubsub.service import PubSub
 
 log = logging.getLogger(__name__)
 
 DIAL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0)
 CONNECTION_DURATION_BUCKETS = (0.1, 1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 6 * 3600.0, 24 * 3600.0)
+PEER_SCORE_BUCKETS = (-1000.0, -100.0, -10.0, -1.0, 0.0, 1.0, 10.0, 100.0, 1000.0)
+MAX_TOPIC_SERIES = 256
+"""Topics exported with per-topic series (the first in name order); bounds the label cardinality."""
 
 
 class MetricsUnavailable(ImportError):
@@ -261,6 +287,99 @@ class _SampledCollector:
             f"{ns}_connmgr_trimmed_connections",
             "Connections closed by the connection manager",
             value=host.conn_manager.trimmed,
+        )
+
+
+class PubSubMetrics:
+    """Prometheus series of one PubSub service (see the module docstring), sampled when ``registry`` is
+    scraped: pass the registry of the host's :class:`HostMetrics` to serve both from one endpoint."""
+
+    def __init__(
+        self,
+        pubsub: PubSub,
+        *,
+        registry: Any = None,
+        namespace: str = "libp2p",
+        max_topics: int = MAX_TOPIC_SERIES,
+    ) -> None:
+        pc = _prometheus()
+        self.pubsub = pubsub
+        self.registry = registry if registry is not None else pc.CollectorRegistry(auto_describe=True)
+        self.max_topics = max_topics
+        self._ns = namespace
+        self._pc = pc
+        self.registry.register(self)
+
+    def close(self) -> None:
+        with contextlib.suppress(KeyError):
+            self.registry.unregister(self)
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        from .pubsub.gossipsub import GossipSub
+
+        core = self._pc.core
+        ns = f"{self._ns}_pubsub"
+        ps = self.pubsub
+        router = ps.router
+        st = router.stats
+
+        def counter(name: str, doc: str, value: float) -> Any:
+            return core.CounterMetricFamily(f"{ns}_{name}", doc, value=value)
+
+        yield counter("messages_delivered", "Received messages validated and accepted", st.messages_delivered)
+        yield counter("messages_duplicate", "Received copies of messages already seen", st.messages_duplicate)
+        yield counter(
+            "messages_rejected",
+            "Received messages rejected as invalid (signature, signing policy, validator REJECT)",
+            st.messages_rejected,
+        )
+        yield counter("messages_ignored", "Received messages a validator IGNOREd", st.messages_ignored)
+        dropped = core.CounterMetricFamily(
+            f"{ns}_messages_dropped", "Messages dropped unsent or undelivered, by reason", labels=["reason"]
+        )
+        dropped.add_metric(["outbound_queue_full"], st.messages_dropped_queue_full)
+        dropped.add_metric(["subscription_queue_full"], ps.subscription_drops)
+        dropped.add_metric(["validation_throttled"], st.validations_throttled)
+        dropped.add_metric(["too_large"], st.messages_too_large)
+        yield dropped
+        rpcs = core.CounterMetricFamily(f"{ns}_rpcs", "RPC frames, by outcome", labels=["outcome"])
+        rpcs.add_metric(["received"], st.rpcs_received)
+        rpcs.add_metric(["sent"], st.rpcs_sent)
+        rpcs.add_metric(["dropped_queue_full"], st.rpcs_dropped)
+        rpcs.add_metric(["malformed"], st.rpcs_malformed)
+        rpcs.add_metric(["graylisted"], st.rpcs_graylisted)
+        yield rpcs
+        yield core.GaugeMetricFamily(f"{ns}_peers", "Peers with a pubsub stream", value=len(router.peers))
+        topics = sorted(router.topics)[: self.max_topics]
+        topic_peers = core.GaugeMetricFamily(
+            f"{ns}_topic_peers", "Peers subscribed to a topic", labels=["topic"]
+        )
+        for t in topics:
+            topic_peers.add_metric([t], len(router.topics[t]))
+        yield topic_peers
+        if not isinstance(router, GossipSub):
+            return
+        mesh = core.GaugeMetricFamily(f"{ns}_mesh_peers", "GossipSub mesh peers of a topic", labels=["topic"])
+        for t in sorted(router.mesh)[: self.max_topics]:
+            mesh.add_metric([t], len(router.mesh[t]))
+        yield mesh
+        scores = [router.peer_score(p) for p in router.peers]
+        threshold = router.thresholds.graylist_threshold
+        yield core.GaugeMetricFamily(
+            f"{ns}_graylisted_peers",
+            "Peers scored below the graylist threshold (their RPCs are ignored)",
+            value=sum(1 for x in scores if x < threshold) if router.score is not None else 0,
+        )
+        buckets = [(str(b), float(sum(1 for x in scores if x <= b))) for b in PEER_SCORE_BUCKETS]
+        buckets.append(("+Inf", float(len(scores))))
+        yield core.HistogramMetricFamily(
+            f"{ns}_peer_score",
+            "Scores of the pubsub peers (0 without scoring)",
+            buckets=buckets,
+            sum_value=sum(scores),
         )
 
 

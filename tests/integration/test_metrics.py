@@ -261,3 +261,91 @@ async def test_structured_logging_carries_peer_connection_and_protocol() -> None
     # the library's own "connection opened: %r" records get the fields from their arguments
     opened = [r for r in records if r["message"].startswith("connection opened")]
     assert opened and all("peer" in r and "conn_id" in r for r in opened)
+
+
+async def test_pubsub_metrics_follow_deliveries_duplicates_drops_validation_mesh_and_scores() -> None:
+    """PubSubMetrics on B (sharing B's HostMetrics registry): every series moves with what B's router sees."""
+    from aiolibp2p.metrics import PubSubMetrics
+    from aiolibp2p.pubsub import PeerScoreParams, PeerScoreThresholds, ValidationResult, gossipsub
+    from aiolibp2p.pubsub.service import SUBSCRIPTION_QUEUE_SIZE
+
+    listen = ["/ip4/127.0.0.1/tcp/0"]
+    async with (
+        aiolibp2p.new_host(listen=listen) as a,
+        aiolibp2p.new_host(listen=listen) as b,
+        aiolibp2p.new_host(listen=listen) as c,
+    ):
+        score = dict(
+            score_params=PeerScoreParams(app_specific_weight=1.0), score_thresholds=PeerScoreThresholds()
+        )
+        ps_a, ps_b, ps_c = await gossipsub(a), await gossipsub(b, **score), await gossipsub(c)
+        host_metrics = HostMetrics(b)
+        metrics = PubSubMetrics(ps_b, registry=host_metrics.registry)
+        try:
+            async with asyncio.timeout(30), await serve_metrics(host_metrics.registry) as srv:
+                ta, tb, tc = [await ps.join("t") for ps in (ps_a, ps_b, ps_c)]
+                await ta.subscribe()
+                await tc.subscribe()
+                sub_b = await tb.subscribe()
+                tb.validator = lambda m: {
+                    b"bad": ValidationResult.REJECT,
+                    b"meh": ValidationResult.IGNORE,
+                }.get(m.data, ValidationResult.ACCEPT)
+                s = await scrape(srv.host, srv.port)
+                assert value(s, "libp2p_pubsub_messages_delivered_total") == 0
+                assert value(s, "libp2p_pubsub_peers") == 0
+                await b.connect(a.full_addrs())
+                await c.connect(a.full_addrs())
+                await c.connect(b.full_addrs())
+                routers = [ps.router for ps in (ps_a, ps_b, ps_c)]
+                while not all(len(r.mesh.get("t", ())) == 2 for r in routers):
+                    await asyncio.sleep(0.02)
+                s = await scrape(srv.host, srv.port)
+                assert value(s, "libp2p_pubsub_peers") == 2
+                assert value(s, "libp2p_pubsub_topic_peers", topic="t") == 2
+                assert value(s, "libp2p_pubsub_mesh_peers", topic="t") == 2
+                assert value(s, "libp2p_pubsub_graylisted_peers") == 0
+                assert value(s, "libp2p_pubsub_peer_score_bucket", le="+Inf") == 2
+                assert value(s, "libp2p_pubsub_peer_score_bucket", le="0.0") == 2
+                # A's messages reach B from A and again through C: one delivery and one duplicate each
+                for i in range(3):
+                    await ta.publish(b"ok %d" % i)
+                for i in range(3):
+                    assert (await sub_b.next(timeout=5)).data == b"ok %d" % i
+                await ta.publish(b"bad")
+                await ta.publish(b"meh")
+                while ps_b.router.stats.messages_duplicate < 5:
+                    await asyncio.sleep(0.02)
+                s = await scrape(srv.host, srv.port)
+                assert value(s, "libp2p_pubsub_messages_delivered_total") == 3
+                assert (
+                    value(s, "libp2p_pubsub_messages_duplicate_total")
+                    == ps_b.router.stats.messages_duplicate
+                    >= 5
+                )
+                assert value(s, "libp2p_pubsub_messages_rejected_total") == 1
+                assert value(s, "libp2p_pubsub_messages_ignored_total") == 1
+                assert value(s, "libp2p_pubsub_rpcs_total", outcome="received") >= 5
+                assert value(s, "libp2p_pubsub_messages_dropped_total", reason="subscription_queue_full") == 0
+                # B's subscription is not read: beyond its queue, messages are dropped and counted
+                for i in range(SUBSCRIPTION_QUEUE_SIZE + 5):
+                    await ta.publish(b"flood %d" % i)
+                while ps_b.router.stats.messages_delivered < 3 + SUBSCRIPTION_QUEUE_SIZE + 5:
+                    await asyncio.sleep(0.02)
+                s = await scrape(srv.host, srv.port)
+                assert value(s, "libp2p_pubsub_messages_dropped_total", reason="subscription_queue_full") == 5
+                # a peer whose application score sinks below the graylist threshold is counted
+                ps_b.router.set_app_score(a.peer_id, -1000.0)
+                s = await scrape(srv.host, srv.port)
+                assert value(s, "libp2p_pubsub_graylisted_peers") == 1
+                assert value(s, "libp2p_pubsub_peer_score_bucket", le="-100.0") == 1
+                assert value(s, "libp2p_pubsub_peer_score_bucket", le="0.0") == 2
+                # B leaves the topic: its mesh is gone
+                sub_b.cancel()
+                s = await scrape(srv.host, srv.port)
+                assert value(s, "libp2p_pubsub_mesh_peers", topic="t") == 0
+        finally:
+            metrics.close()
+            host_metrics.close()
+            for ps in (ps_a, ps_b, ps_c):
+                await ps.close()

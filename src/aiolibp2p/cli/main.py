@@ -126,7 +126,11 @@ async def cmd_serve(args: argparse.Namespace, out: Output) -> int:
         if args.metrics:
             out.emit({"event": "metrics", "url": msrv.url}, f"metrics at {msrv.url}")
         if args.topic:
-            await metrics_stack.enter_async_context(_serve_topics(host, args.topic, args.router))
+            ps = await metrics_stack.enter_async_context(_serve_topics(host, args.topic, args.router))
+            if args.metrics:
+                from ..metrics import PubSubMetrics
+
+                metrics_stack.callback(PubSubMetrics(ps, registry=host_metrics.registry).close)
         waiters: list[asyncio.Future[object]] = [asyncio.ensure_future(stop.wait())]
         if args.exit_on_stdin_eof:
             waiters.append(asyncio.ensure_future(_stdin_eof()))

@@ -114,6 +114,7 @@ class Subscription:
             self._queue.put_nowait(msg)
         except asyncio.QueueFull:
             self.dropped += 1
+            self.topic.pubsub.subscription_drops += 1
 
     async def next(self, *, timeout: float | None = None) -> PubSubMessage:
         if timeout is None:
@@ -239,6 +240,8 @@ class PubSub:
         self._unsubscribe: list[Callable[[], None]] = []
         self._closed = False
         self._inline_pending: dict[bytes, Awaitable[ValidationResult | bool]] = {}
+        self.subscription_drops = 0
+        """Messages dropped because a subscription's queue was full (all subscriptions, ever)."""
         router.inline_validator = self._validate_inline
 
     # --- lifecycle ---
