@@ -578,7 +578,11 @@ def scenario_gossipsub(impls, servers, cfg, errlog) -> list[Metric]:  # type: ig
         cmd, cwd = _gossip_cmd(impl, rates, cfg)
         log(f"gossipsub: {impl.name} at {rates} msg/s")
         lines, err = run_lines(cmd, cwd, cfg["gossip_timeout"], errlog)
-        rows += [ln for ln in lines if "rate" in ln and not ln.get("warmup")]
+        for ln in lines:
+            if "rate" in ln and not ln.get("warmup"):
+                if not ln.get("deliveries"):  # nothing arrived in time: no latency, no CPU per hop
+                    ln.update(lat_median_ms=None, lat_p99_ms=None, cpu_per_hop_us=None)
+                rows.append(ln)
         if err:
             errors[impl.name] = err
     network: list[dict[str, Any]] = []
@@ -614,7 +618,7 @@ def scenario_gossipsub(impls, servers, cfg, errlog) -> list[Metric]:  # type: ig
 
 
 def gossip_verdict(r: dict[str, Any]) -> str:
-    ok_rate = r["delivery_pct"] >= 100.0 and r["lat_median_ms"] <= 20
+    ok_rate = r["delivery_pct"] >= 100.0 and (r["lat_median_ms"] or 1e9) <= 20
     return (
         ("✅" if ok_rate else "❌")
         + " delivery/latency, "
@@ -646,13 +650,23 @@ def write_gossip_report(
         "| implementation | rate msg/s | achieved msg/s | delivery % | median ms | p99 ms | CPU/hop µs | verdict |",
         "|---|---|---|---|---|---|---|---|",
     ]
+
+    def f(v: Any, spec: str) -> str:
+        return "—" if v is None or v != v else format(v, spec)  # (v != v: NaN, nothing delivered)
+
     for r in sorted(rows, key=lambda r: (r["impl"], r["rate"])):
         lines.append(
-            f"| {r['impl']} | {r['rate']:g} | {r['achieved_rate']:.0f} | {r['delivery_pct']:.2f} | "
-            f"{r['lat_median_ms']:.1f} | {r['lat_p99_ms']:.1f} | {r['cpu_per_hop_us']:.0f} | "
+            f"| {r['impl']} | {r['rate']:g} | {f(r.get('achieved_rate'), '.0f')} | {f(r['delivery_pct'], '.2f')} | "
+            f"{f(r.get('lat_median_ms'), '.1f')} | {f(r.get('lat_p99_ms'), '.1f')} | "
+            f"{f(r.get('cpu_per_hop_us'), '.0f')} | "
             + (gossip_verdict(r) if r["impl"] == "aiolibp2p" else "")
             + " |"
         )
+    failed = [r for r in rows if r.get("publish_errors")]
+    if failed:
+        lines += ["", "publish() raised for some messages (not counted as sent):", ""] + [
+            f"- {r['impl']} at {r['rate']:g} msg/s: {r['publish_errors']} of {r['messages']}" for r in failed
+        ]
     if network:
         lines += [
             "",
