@@ -692,6 +692,46 @@ def write_gossip_report(
     data = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "mesh": rows, "network": network, "errors": errors}
     (RESULTS / "gossipsub.json").write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
     log("wrote bench/results/gossipsub.md and gossipsub.json")
+    gossipsub_chart(data)
+
+
+def gossipsub_chart(data: dict[str, Any]) -> str | None:
+    """bench/results/gossipsub_rates.png: delivery, median latency and CPU per hop against the publish rate,
+    one line per implementation (``python bench/run.py --gossipsub-chart`` redraws it from the JSON)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("matplotlib not installed: no gossipsub chart (pip install -e .[bench])")
+        return None
+    colours = {"aiolibp2p": "#2a7ab0", "py-libp2p": "#e0a030", "js-libp2p": "#50a050"}
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    panels = (
+        ("delivery_pct", "delivery % (higher is better)", False),
+        ("lat_median_ms", "median latency ms (lower is better)", True),
+        ("cpu_per_hop_us", "CPU per hop µs (lower is better)", True),
+    )
+    for ax, (key, title, log_y) in zip(axes, panels, strict=True):
+        for impl in dict.fromkeys(r["impl"] for r in data["mesh"]):
+            pts = [
+                (r["rate"], r.get(key)) for r in data["mesh"] if r["impl"] == impl and r.get(key) is not None
+            ]
+            if pts:
+                ax.plot(*zip(*pts, strict=True), marker="o", label=impl, color=colours.get(impl, "grey"))
+        ax.set_xlabel("publish rate, msg/s (10 hosts, full mesh, 1 KiB, StrictSign)", fontsize=8)
+        ax.set_title(title, fontsize=9)
+        if log_y:
+            ax.set_yscale("log")
+        ax.tick_params(labelsize=8)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    path = RESULTS / "gossipsub_rates.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    log(f"wrote {path.relative_to(ROOT)}")
+    return str(path.relative_to(ROOT))
 
 
 SCENARIO_FUNCS = {
@@ -826,7 +866,14 @@ def main() -> int:
         "--stacks", help=f"comma-separated stacks of the transports scenario: {', '.join(TRANSPORT_STACKS)}"
     )
     p.add_argument("--out", default=str(RESULTS / "latest"), help="results path prefix (.json and .md)")
+    p.add_argument(
+        "--gossipsub-chart",
+        action="store_true",
+        help="redraw bench/results/gossipsub_rates.png from its JSON",
+    )
     args = p.parse_args()
+    if args.gossipsub_chart:
+        return 0 if gossipsub_chart(json.loads((RESULTS / "gossipsub.json").read_text())) else 1
     if args.stacks:
         for name in list(TRANSPORT_STACKS):
             if name not in args.stacks.split(","):
