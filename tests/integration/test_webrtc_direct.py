@@ -14,7 +14,7 @@ import pytest
 
 import aiolibp2p
 from aiolibp2p.crypto.keys import generate_key_pair
-from aiolibp2p.exceptions import DialError, StreamReset
+from aiolibp2p.exceptions import DeadlineExceeded, DialError, StreamReset
 from aiolibp2p.network import events as ev
 from aiolibp2p.protocols.echo import PROTOCOL_ID as ECHO
 from aiolibp2p.protocols.echo import echo_roundtrip, handle_echo
@@ -125,7 +125,11 @@ async def test_silently_vanished_peer_is_detected_by_the_idle_timeout() -> None:
         await asyncio.sleep(0.6)  # consent checks keep an idle connection alive beyond...
         assert srv.connections() and cli.connections(peer)
         (conn,) = cli.connections(peer)
+        await conn.muxed.ping()  # type: ignore[attr-defined]  # the swarm's liveness probe: a consent check
+        (sconn,) = srv.connections(cli.peer_id)
         conn.muxed.endpoint._transport.abort()  # type: ignore[attr-defined]  # the dialer vanishes: no ABORT
+        with pytest.raises(DeadlineExceeded):
+            await sconn.muxed.ping()  # type: ignore[attr-defined]  # unanswered within keepalive_interval
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         async with asyncio.timeout(3):

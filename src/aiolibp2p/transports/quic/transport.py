@@ -9,7 +9,6 @@ listen address serves both the listener and dials of the same address family.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import socket
 from collections.abc import Awaitable, Callable
@@ -21,6 +20,7 @@ from ...dns.families import DNS_PROTOCOLS, socket_family
 from ...exceptions import DialError, MultiaddrError
 from ...multiaddr import Multiaddr
 from ...security.tls.certificate import TlsCertificate
+from ..udp import socket_reaches
 from .config import QuicConfig
 from .connection import QuicConnection
 from .endpoint import QuicEndpoint
@@ -143,12 +143,8 @@ class QuicTransport:
 
     def _endpoint_for_dial(self, host: str) -> QuicEndpoint | None:
         """A listening socket that can reach ``host``: same family; a loopback-bound one only for loopback."""
-        ip = ipaddress.ip_address(host)
         for ep in self._listening:
-            if ep.closed or (ep.family == socket.AF_INET6) != (ip.version == 6):
-                continue
-            bound = ipaddress.ip_address(str(ep.local_sockaddr[0]).split("%", 1)[0])
-            if bound.is_unspecified or (bound.is_loopback == ip.is_loopback):
+            if not ep.closed and socket_reaches(ep.family, ep.local_sockaddr, host):
                 return ep
         return None
 

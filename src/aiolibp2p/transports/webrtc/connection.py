@@ -428,6 +428,7 @@ class WebRtcConnection:
         self._driving = False
         self._rwnd_held = 0
         self.last_rx = time.monotonic()
+        self._rx_waiters: list[asyncio.Future[None]] = []  # ping() callers waiting for any datagram
         self.handshake: asyncio.Future[None] = self._loop.create_future()
         self.terminated = False
 
@@ -508,15 +509,17 @@ class WebRtcConnection:
         """A STUN consent check answered by the remote (the swarm's liveness probe)."""
         if self._closed_exc is not None:
             raise self._closed_exc
-        before = self.last_rx
+        fut: asyncio.Future[None] = self._loop.create_future()
+        self._rx_waiters.append(fut)  # resolved by the next datagram from the remote, or failed by the close
         self._send_consent()
-        deadline = self._loop.time() + self.config.keepalive_interval
-        while self.last_rx == before:
-            if self._closed_exc is not None:
-                raise self._closed_exc
-            if self._loop.time() > deadline:
-                raise DeadlineExceeded("WebRTC consent check", self.config.keepalive_interval)
-            await asyncio.sleep(0.01)
+        try:
+            async with asyncio.timeout(self.config.keepalive_interval):
+                await fut
+        except TimeoutError:
+            raise DeadlineExceeded("WebRTC consent check", self.config.keepalive_interval) from None
+        finally:
+            if fut in self._rx_waiters:
+                self._rx_waiters.remove(fut)
 
     def _send_close(self) -> None:
         """What the remote needs to notice: SCTP ABORT, then DTLS close_notify."""
@@ -623,6 +626,11 @@ class WebRtcConnection:
         if self.terminated:
             return
         self.last_rx = time.monotonic()
+        if self._rx_waiters:
+            waiters, self._rx_waiters = self._rx_waiters, []
+            for w in waiters:
+                if not w.done():
+                    w.set_result(None)
         if ice.is_stun(data):
             self._on_stun(data)
         elif ice.is_dtls(data):
@@ -797,10 +805,6 @@ class WebRtcConnection:
                 hs.read_message(frame)
                 if hs.our_turn and not hs.complete:
                     self._send_noise(hs.write_message())
-                elif hs.our_turn:
-                    pass
-            if hs.our_turn and not hs.complete:
-                self._send_noise(hs.write_message())
         except Libp2pError as e:
             self._fail_handshake_and_close(e)
             return
@@ -878,6 +882,10 @@ class WebRtcConnection:
                 s._linger = None
         self._streams.clear()
         self._pending_inbound.clear()
+        waiters, self._rx_waiters = self._rx_waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_exception(exc)
         sctp = self.sctp
         if sctp is not None:
             # stop SCTP timers without sending anything more (the ABORT, if any, is out already)

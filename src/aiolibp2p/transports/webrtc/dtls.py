@@ -58,7 +58,7 @@ DtlsEvent = DtlsHandshakeComplete | DtlsData | DtlsClosed | DtlsFailed
 _CONTEXTS: weakref.WeakKeyDictionary[WebRtcCertificate, SSL.Context] = weakref.WeakKeyDictionary()
 
 
-def _context(cert: WebRtcCertificate, mtu: int) -> SSL.Context:
+def _context(cert: WebRtcCertificate) -> SSL.Context:
     """One OpenSSL context per certificate, shared by its connections (making one costs ~0.6 ms)."""
     ctx = _CONTEXTS.get(cert)
     if ctx is None:
@@ -92,7 +92,7 @@ class DtlsEngine:
 
     def __init__(self, cert: WebRtcCertificate, *, is_server: bool, mtu: int = 1400) -> None:
         self.is_server = is_server
-        conn = SSL.Connection(_context(cert, mtu), None)
+        conn = SSL.Connection(_context(cert), None)
         conn.set_ciphertext_mtu(mtu)
         if is_server:
             conn.set_accept_state()

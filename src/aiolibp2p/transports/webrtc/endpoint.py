@@ -29,13 +29,13 @@ __all__ = ["WebRtcEndpoint", "webrtc_multiaddr"]
 log = logging.getLogger(__name__)
 
 
+_WEBRTC_DIRECT = Multiaddr("/webrtc-direct")
+
+
 def webrtc_multiaddr(sockaddr: tuple[Any, ...], certhash: str | None = None) -> Multiaddr:
-    host = str(sockaddr[0]).split("%", 1)[0]
-    proto = "ip6" if ":" in host else "ip4"
-    text = f"/{proto}/{host}/udp/{int(sockaddr[1])}/webrtc-direct"
-    if certhash is not None:
-        text += f"/certhash/{certhash}"
-    return Multiaddr(text)
+    """``/ip4|ip6/<host>/udp/<port>/webrtc-direct[/certhash/<h>]`` of a socket address."""
+    suffix = _WEBRTC_DIRECT if certhash is None else Multiaddr(f"/webrtc-direct/certhash/{certhash}")
+    return Multiaddr.from_sockaddr(sockaddr, "udp", suffix)
 
 
 class WebRtcEndpoint(asyncio.DatagramProtocol):

@@ -17,9 +17,7 @@ so it was not an option; see ``docs/concepts/transports.md``.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
-import socket
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +29,7 @@ from ...crypto.peer_id import PeerId
 from ...exceptions import DecodeError, DialError, MultiaddrError
 from ...multiaddr import Multiaddr
 from ...security.noise.handshake import NoiseHandshake, sign_static_key, x25519_public_bytes
+from ..udp import socket_reaches
 from .certificate import WebRtcCertificate, certhash_to_fingerprint
 from .config import WebRtcDirectConfig
 
@@ -202,14 +201,12 @@ class WebRtcDirectTransport:
     def _endpoint_for_dial(self, host: str, sockaddr: tuple[Any, ...]) -> WebRtcEndpoint | None:
         """A listening socket that can reach ``host`` (same family; loopback-bound only for loopback) and has
         no connection to that remote address yet (the address is what routes DTLS)."""
-        ip = ipaddress.ip_address(host)
         for ep in self._listening:
-            if ep.closed or (ep.family == socket.AF_INET6) != (ip.version == 6):
-                continue
-            if ep.has_connection_to(sockaddr):
-                continue
-            bound = ipaddress.ip_address(str(ep.local_sockaddr[0]).split("%", 1)[0])
-            if bound.is_unspecified or (bound.is_loopback == ip.is_loopback):
+            if (
+                not ep.closed
+                and not ep.has_connection_to(sockaddr)
+                and socket_reaches(ep.family, ep.local_sockaddr, host)
+            ):
                 return ep
         return None
 
