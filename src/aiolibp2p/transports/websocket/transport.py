@@ -496,6 +496,10 @@ class WebSocketPipe(asyncio.Protocol):
     def write(self, data: bytes | bytearray | memoryview) -> None:
         ws = self._ws
         if self._closed or self._transport is None or ws.state is not State.OPEN:
+            if not self._closed and ws.close_rcvd is not None:  # the remote's close frame came first
+                raise ConnectionClosed(
+                    "write on a WebSocket connection the peer closed", cause="remote-closed"
+                )
             raise ConnectionClosed("write on a closed WebSocket connection", cause="local-closed")
         n = len(data)
         if not n:
