@@ -392,3 +392,32 @@ async def test_receive_nonce_exhaustion_terminates() -> None:
     await cb.wait_lost()
     assert isinstance(cb.lost[0], CryptoError)
     assert pb.is_closing()
+
+
+async def test_write_now_encrypts_at_once_after_what_was_queued() -> None:
+    out, inb, pa, _ = await connect()
+    c = Collector()
+    inb.reader.hand_over(c)
+    assert isinstance(out.pipe, NoisePipe)
+    sent: list[bytes] = []
+    raw_write = pa.write
+    pa.write = lambda d: (sent.append(bytes(d)), raw_write(d))[1]  # type: ignore[method-assign]
+    out.pipe.write(b"queued ")  # held for coalescing until the loop turns
+    assert sent == []
+    out.pipe.write_now(b"then now")  # the queued bytes first, in this turn
+    assert len(sent) == 1
+    out.pipe.write_now(b"; alone")  # nothing queued: one frame of its own
+    assert len(sent) == 2 and len(sent[1]) == 2 + len(b"; alone") + 16
+    await c.wait_for(len(b"queued then now; alone"))
+    assert bytes(c.data) == b"queued then now; alone"
+
+
+async def test_write_now_nonce_exhaustion_terminates() -> None:
+    out, _, _, _ = await connect()
+    ca = Collector()
+    out.reader.hand_over(ca)
+    assert isinstance(out.pipe, NoisePipe)
+    out.pipe._encoder._cipher.n = MAX_NONCE
+    with pytest.raises(ConnectionClosed):
+        out.pipe.write_now(b"small")
+    assert len(ca.lost) == 1 and isinstance(ca.lost[0], CryptoError)

@@ -434,3 +434,39 @@ async def test_session_ping_measures_rtt_and_fails_when_closed() -> None:
         await asyncio.sleep(0.01)
         with pytest.raises(ConnectionClosed):
             await sa.ping()
+
+
+async def test_a_reader_about_to_wait_sends_what_its_task_wrote(pair: tuple[Side, Side]) -> None:
+    """Writes coalesce until the loop turns, except that a stream about to wait for input sends its session's
+    queued output first, from its own task (a request leaves before its reader sleeps: one loop turn less per
+    round trip); the deferred flush then has nothing left to send."""
+    c, s = pair
+    st = await c.session.open_stream()
+    srv = await s.accept()
+    await wait_for(lambda: c.session._engine.pending_output == 0 and not c.session._flush_scheduled)
+    senders: list[asyncio.Task[object] | None] = []
+    raw_write = c.session._pipe_write
+    c.session._pipe_write = lambda d: (senders.append(asyncio.current_task()), raw_write(d))[1]
+
+    async def request() -> bytes:
+        await st.write(b"ping")
+        assert senders == []  # still queued
+        return await st.read()
+
+    task = asyncio.ensure_future(request())
+    assert await srv.readexactly(4) == b"ping"
+    assert senders == [task]
+    await srv.write(b"pong")
+    async with asyncio.timeout(5):
+        assert await task == b"pong"
+    assert senders == [task]  # nothing else went out for it
+    await asyncio.sleep(0.01)
+    assert senders == [task]
+
+    # Writes with no read in between still leave together, once, when the loop turns.
+    await st.write(b"a")
+    await st.write(b"b")
+    assert senders == [task]
+    await wait_for(lambda: len(senders) == 2)
+    assert senders[1] is None  # the deferred flush, outside any task
+    assert await srv.readexactly(2) == b"ab"

@@ -101,8 +101,12 @@ class BufferedStream(ABC):
         """The next buffered byte without consuming it, or -1 when nothing is buffered."""
         return self._buf[0] if self._buf else -1
 
+    def _before_read_wait(self) -> None:  # noqa: B027 - an optional hook, not an abstract method
+        """Hook: a reader is about to wait for input (a muxer stream sends its session's queued output)."""
+
     # -- reading ----------------------------------------------------------------------------------------
     async def _wait_readable(self) -> None:
+        self._before_read_wait()
         self._read_waiter = fut = asyncio.get_running_loop().create_future()
         try:
             await fut
@@ -168,7 +172,12 @@ class BufferedStream(ABC):
                 raise err
             if self._eof:
                 raise asyncio.IncompleteReadError(bytes(parts), n)
-            await self._wait_readable()
+            self._before_read_wait()
+            self._read_waiter = fut = asyncio.get_running_loop().create_future()
+            try:
+                await fut
+            finally:
+                self._read_waiter = None
             if self._discard:
                 raise StreamClosed(f"stream {self._stream_id} is closed for reading")
 

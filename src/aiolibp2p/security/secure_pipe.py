@@ -174,6 +174,24 @@ class SecurePipe(ABC):
             pass  # the raw pipe's loss is reported to the receiver through pipe_connection_lost
         pending.clear()
 
+    @abstractmethod
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Queue plaintext; small writes coalesce until the loop turns (or :meth:`write_now`)."""
+
+    def write_now(self, data: bytes | bytearray) -> None:
+        """:meth:`write`, then encrypt and hand to the raw pipe at once rather than when the loop turns: for a
+        writer that coalesced its output already (a muxer session's flush)."""
+        self.write(data)
+        if self._pending:
+            self._flush()
+
+    def write_blocked(self) -> bool:
+        """True when :meth:`drain` would wait or raise; a raw pipe that cannot tell counts as blocked."""
+        if self._lost:
+            return True
+        blocked = getattr(self._raw, "write_blocked", None)
+        return True if blocked is None else bool(blocked())
+
     async def drain(self) -> None:
         if self._lost:
             raise ConnectionClosed(

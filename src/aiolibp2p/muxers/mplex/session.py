@@ -53,6 +53,9 @@ class MplexStream(SessionStream):
             self._session._send_data(self._key, mv)
         await self._session._drain()
 
+    def _before_read_wait(self) -> None:
+        self._session._flush_before_wait()
+
     def _send_close_write(self) -> None:
         self._session._send_close(self)
 

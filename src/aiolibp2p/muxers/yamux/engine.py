@@ -143,7 +143,7 @@ class StreamAcknowledged:
     stream_id: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: the one event of the data path, and a frozen __init__ costs more
 class DataReceived:
     """Payload bytes for a stream (a slice of the received chunk; copy it if kept beyond the chunk)."""
 
@@ -356,9 +356,13 @@ class YamuxEngine:
         if n <= 0:
             return 0
         st.send_window -= n
-        mv = memoryview(data)
         out = self._out
         step = self.config.max_frame_payload
+        if n == len(data) and n <= step:  # one frame, all of it
+            out += _pack_header(VERSION, TYPE_DATA, 0, stream_id, n)
+            out += data
+            return n
+        mv = memoryview(data)
         for off in range(0, n, step):
             end = min(off + step, n)
             out += _pack_header(VERSION, TYPE_DATA, 0, stream_id, end - off)
@@ -386,18 +390,19 @@ class YamuxEngine:
         self._out += _pack_header(VERSION, TYPE_WINDOW_UPDATE, FLAG_RST, stream_id, 0)
         self._forget(stream_id, st)
 
-    def acknowledge_received_data(self, stream_id: int, n: int, now: float = 0.0) -> None:
+    def acknowledge_received_data(self, stream_id: int, n: int, now: float = 0.0) -> bool:
         """The application consumed ``n`` bytes of the stream: return them as credit once half a window has
-        been consumed, growing the window when it was consumed within a few RTTs (auto-tuning)."""
+        been consumed, growing the window when it was consumed within a few RTTs (auto-tuning). True when a
+        window update was queued."""
         st = self._streams.get(stream_id)
         if st is None or self.error is not None or n <= 0:
-            return
+            return False
         if st.remote_closed:  # the peer sends no more data: no credit needed
             st.unacked = 0
-            return
+            return False
         st.unacked += n
         if st.unacked < st.recv_window >> 1:
-            return
+            return False
         window = st.recv_window
         rtt = self.rtt
         if (
@@ -412,6 +417,7 @@ class YamuxEngine:
         st.unacked = 0
         st.epoch_start = now
         self._out += _pack_header(VERSION, TYPE_WINDOW_UPDATE, 0, stream_id, delta)
+        return True
 
     def ping(self, now: float = 0.0) -> int:
         """Send a Ping; returns its opaque value. The matching :class:`PongReceived` carries the RTT."""

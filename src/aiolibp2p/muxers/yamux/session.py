@@ -51,10 +51,18 @@ class YamuxStream(SessionStream):
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
         self._check_writable()
+        session = self._session
+        if type(data) is bytes and data:
+            # Fast path: bytes the peer's window takes whole (a small message, the common case).
+            n = session._send_data(self._stream_id, data)
+            if n == len(data):
+                if session._drain_needed():
+                    await session._drain()
+                return
+            data = memoryview(data)[n:]
         mv = memoryview(data)
         if mv.format != "B" or mv.ndim != 1:
             mv = mv.cast("B")
-        session = self._session
         off = 0
         total = len(mv)
         while off < total:
@@ -64,7 +72,11 @@ class YamuxStream(SessionStream):
                 off += n
             else:
                 await self._wait_writable()
-        await session._drain()
+        if session._drain_needed():
+            await session._drain()
+
+    def _before_read_wait(self) -> None:
+        self._session._flush_before_wait()
 
     def _send_close_write(self) -> None:
         self._session._send_fin(self)
@@ -236,7 +248,7 @@ class YamuxSession(MuxerSession[int, YamuxStream, YamuxEngine]):
             if not self._closed:
                 self._pipe.resume_reading()
 
-    def _send_data(self, sid: int, data: memoryview) -> int:
+    def _send_data(self, sid: int, data: bytes | memoryview) -> int:
         if self._closed:
             assert self._close_exc is not None
             raise self._close_exc
@@ -266,10 +278,7 @@ class YamuxSession(MuxerSession[int, YamuxStream, YamuxEngine]):
     def _acknowledge(self, sid: int, n: int) -> None:
         if self._closed:
             return
-        engine = self._engine
-        before = engine.pending_output
-        engine.acknowledge_received_data(sid, n, self._loop.time())
-        if engine.pending_output != before:
+        if self._engine.acknowledge_received_data(sid, n, self._loop.time()):
             self._schedule_flush()
 
     def _keepalive_tick(self) -> None:

@@ -11,12 +11,13 @@ complete frame of a chunk in one loop, copying only the frame that straddles a c
 
 from __future__ import annotations
 
+import struct
 from typing import Final
 
 from cryptography.exceptions import InvalidTag
 
 from ...exceptions import CryptoError, DecodeError, MessageTooLarge
-from .handshake import MAX_MESSAGE_LEN, TAG_LEN, CipherState
+from .handshake import _NONCE, MAX_MESSAGE_LEN, MAX_NONCE, TAG_LEN, CipherState
 
 __all__ = [
     "FRAME_HEADER_LEN",
@@ -31,6 +32,7 @@ FRAME_HEADER_LEN: Final = 2
 MAX_FRAME_LEN: Final = MAX_MESSAGE_LEN  # a noise_message, tag included
 MAX_PLAINTEXT: Final = MAX_FRAME_LEN - TAG_LEN  # 65519
 _MAX_FRAME_TOTAL: Final = FRAME_HEADER_LEN + MAX_FRAME_LEN
+_LEN: Final = struct.Struct(">H")
 
 
 def encode_handshake_frame(message: bytes) -> bytes:
@@ -56,6 +58,16 @@ class NoiseFrameEncoder:
         cipher = self._cipher
         aead = cipher.aead
         assert aead is not None
+        n = len(data)
+        if 0 < n <= MAX_PLAINTEXT and (type(data) is bytes or type(data) is bytearray):
+            # One frame (the common case: a muxer's coalesced output): no views, the nonce inlined.
+            nonce = cipher.n
+            if nonce >= MAX_NONCE:
+                raise CryptoError("Noise nonce exhausted: the connection must be closed")
+            cipher.n = nonce + 1
+            out = bytearray(_LEN.pack(n + TAG_LEN))
+            out += aead.encrypt(_NONCE.pack(nonce), data, None)
+            return out
         next_nonce = cipher.next_nonce
         with memoryview(data) as src:
             n = src.nbytes
@@ -126,6 +138,22 @@ class NoiseFrameDecoder:
         cipher = self._cipher
         aead = cipher.aead
         assert aead is not None
+        end = len(data)
+        if (
+            not self._buf
+            and end > FRAME_HEADER_LEN + TAG_LEN
+            and ((data[0] << 8) | data[1]) == end - FRAME_HEADER_LEN
+            and (type(data) is bytes or type(data) is bytearray)
+        ):
+            # Exactly one whole frame (the common case for small messages): decrypt it without the loop.
+            nonce = cipher.n
+            if nonce >= MAX_NONCE:
+                raise CryptoError("Noise nonce exhausted: the connection must be closed")
+            cipher.n = nonce + 1
+            try:
+                return aead.decrypt(_NONCE.pack(nonce), memoryview(data)[FRAME_HEADER_LEN:], None)
+            except InvalidTag:
+                raise self._fail("Noise frame failed authentication") from None
         out: list[bytes] = []
         with memoryview(data) as mv:
             if mv.format != "B" or mv.ndim != 1:

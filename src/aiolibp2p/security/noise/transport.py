@@ -103,6 +103,15 @@ class NoisePipe(SecurePipe):
             return
         self._write_fresh(data)
 
+    def write_now(self, data: bytes | bytearray) -> None:
+        if self._pending:
+            super().write_now(data)
+            return
+        if self._closing or self._lost or self._raw.is_closing():
+            raise ConnectionClosed("write on a closed Noise pipe", cause="local-closed")
+        if data:
+            self._encrypt(data)
+
     def _write_fresh(self, data: bytes | bytearray | memoryview) -> None:
         # Nothing pending: send whole frames now, keep the tail for coalescing until the loop turns.
         n = len(data)

@@ -155,6 +155,11 @@ class TcpPipe(asyncio.Protocol):
             raise ConnectionClosed("write on a closed TCP connection", cause="local-closed")
         t.write(data)
 
+    def write_blocked(self) -> bool:
+        """True when :meth:`drain` would wait or raise (the send buffer is above its high-water mark, or the
+        connection is gone); False means it would return at once."""
+        return self._write_paused or self._lost
+
     async def drain(self) -> None:
         while self._write_paused:
             if self._closed:
