@@ -33,6 +33,7 @@ MAX_FRAME_LEN: Final = MAX_MESSAGE_LEN  # a noise_message, tag included
 MAX_PLAINTEXT: Final = MAX_FRAME_LEN - TAG_LEN  # 65519
 _MAX_FRAME_TOTAL: Final = FRAME_HEADER_LEN + MAX_FRAME_LEN
 _LEN: Final = struct.Struct(">H")
+_SMALL: Final = 4096  # plaintext up to this size takes the one-frame fast path of the encoder
 
 
 def encode_handshake_frame(message: bytes) -> bytes:
@@ -59,8 +60,9 @@ class NoiseFrameEncoder:
         aead = cipher.aead
         assert aead is not None
         n = len(data)
-        if 0 < n <= MAX_PLAINTEXT and (type(data) is bytes or type(data) is bytearray):
-            # One frame (the common case: a muxer's coalesced output): no views, the nonce inlined.
+        if 0 < n <= _SMALL and (type(data) is bytes or type(data) is bytearray):
+            # One small frame (the common case: a message, a muxer's control frames): no views, the nonce
+            # inlined. Larger frames are encrypted in place below (no copy of the ciphertext).
             nonce = cipher.n
             if nonce >= MAX_NONCE:
                 raise CryptoError("Noise nonce exhausted: the connection must be closed")

@@ -104,6 +104,11 @@ class NoisePipe(SecurePipe):
         self._write_fresh(data)
 
     def write_now(self, data: bytes | bytearray) -> None:
+        if len(data) > MAX_PLAINTEXT:
+            # Bulk: whole frames go now and the tail is held to fill the next frame, as write() does (frames
+            # cut at each flush instead cost ~20% of download throughput).
+            self.write(data)
+            return
         if self._pending:
             super().write_now(data)
             return
