@@ -42,6 +42,10 @@ class QuicConfig:
     stateless_reset_rate: int = 64
     """Stateless resets sent per second per endpoint at most (RFC 9000 §10.3: avoid amplification)."""
     connection_id_length: int = 8
+    socket_buffer: int = 4 * 1024 * 1024
+    """SO_RCVBUF / SO_SNDBUF of the UDP socket (the kernel caps it at net.core.rmem_max / wmem_max); 0 keeps
+    the system default (~208 KiB), which a fast sender's burst overflows: each drop halves the congestion
+    window."""
     max_datagram_size: int = 1200
     """UDP payload bytes per datagram: QUIC's minimum, safe on every path (no path-MTU discovery yet)."""
     loopback_datagram_size: int = 16384

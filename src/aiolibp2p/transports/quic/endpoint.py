@@ -30,6 +30,7 @@ from ...core.interfaces import Direction
 from ...crypto.peer_id import PeerId
 from ...multiaddr import Multiaddr
 from ...security.tls.certificate import TlsCertificate
+from ..udp import set_socket_buffers
 from .config import QuicConfig
 from .connection import QuicConnection
 from .engine import STATELESS_RESET_TOKEN_SIZE, Libp2pQuicEngine, make_configuration, reset_token_for
@@ -91,6 +92,7 @@ class QuicEndpoint(asyncio.DatagramProtocol):
         assert self._transport is not None
         self.local_sockaddr = cast(tuple[Any, ...], self._transport.get_extra_info("sockname"))
         self.local_multiaddr = sockaddr_to_multiaddr(self.local_sockaddr)
+        set_socket_buffers(self._transport.get_extra_info("socket"), self.config.socket_buffer)
 
     @property
     def num_connections(self) -> int:

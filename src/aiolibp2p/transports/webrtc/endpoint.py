@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, cast
 from ...core.interfaces import Direction
 from ...exceptions import DecodeError
 from ...multiaddr import Multiaddr
+from ..udp import set_socket_buffers
 from . import ice
 from .config import WebRtcDirectConfig
 
@@ -64,15 +65,7 @@ class WebRtcEndpoint(asyncio.DatagramProtocol):
         await loop.create_datagram_endpoint(lambda: self, local_addr=(host, port), family=self.family)
         assert self._transport is not None
         self.local_sockaddr = cast(tuple[Any, ...], self._transport.get_extra_info("sockname"))
-        sock = self._transport.get_extra_info("socket")
-        if sock is not None and self.config.socket_buffer:
-            # a burst larger than the default buffer (~208 KiB) is dropped by the kernel, and SCTP's answer to a
-            # loss is a timeout of at least a second: larger buffers keep bursts (and the transfer) flowing
-            for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-                try:
-                    sock.setsockopt(socket.SOL_SOCKET, opt, self.config.socket_buffer)
-                except OSError:
-                    pass
+        set_socket_buffers(self._transport.get_extra_info("socket"), self.config.socket_buffer)
 
     @property
     def num_connections(self) -> int:
