@@ -224,6 +224,51 @@ async def test_cli_serve_metrics_is_scraped() -> None:
             await proc.wait()
 
 
+async def test_cli_serve_metrics_with_topic_exports_pubsub_series() -> None:
+    """``serve --metrics --topic T``: the served topic's PubSub series are on the same endpoint as the host's
+    and follow what the served node receives."""
+    from aiolibp2p.pubsub import gossipsub
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "aiolibp2p", "serve", "--json", "--listen", "/ip4/127.0.0.1/tcp/0",
+        "--metrics", "127.0.0.1:0", "--topic", "news", "--exit-on-stdin-eof",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        async with asyncio.timeout(40):
+            listening = json.loads(await proc.stdout.readline())
+            assert listening["event"] == "listening"
+            metrics_line = json.loads(await proc.stdout.readline())
+            assert metrics_line["event"] == "metrics"
+            mh, mp = parse_hostport(metrics_line["url"].removeprefix("http://").removesuffix("/metrics"))
+            s = await scrape(mh, mp)
+            assert value(s, "libp2p_pubsub_messages_delivered_total") == 0
+            assert value(s, "libp2p_pubsub_peers") == 0
+            async with aiolibp2p.new_host(listen=[]) as client:
+                ps = await gossipsub(client)
+                topic = await ps.join("news")
+                await topic.subscribe()  # (a publisher that is not subscribed is no topic peer)
+                await client.connect(listening["addrs"][0])
+                for i in range(3):
+                    await topic.publish(b"m%d" % i, min_peers=1, timeout=10)
+                got = 0
+                while got < 3:
+                    line = json.loads(await proc.stdout.readline())
+                    got += line["event"] == "message"
+                s = await scrape(mh, mp)
+                assert value(s, "libp2p_pubsub_messages_delivered_total") == 3
+                assert value(s, "libp2p_pubsub_peers") == 1
+                assert value(s, "libp2p_pubsub_topic_peers", topic="news") == 1
+                assert value(s, "libp2p_connections_opened_total", transport="tcp", direction="inbound") == 1
+            proc.stdin.close()
+            assert await proc.wait() == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
 async def test_structured_logging_carries_peer_connection_and_protocol() -> None:
     from aiolibp2p.logs import enable_structured_logging, log_context, stream_logger
 
