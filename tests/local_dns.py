@@ -27,6 +27,8 @@ class LocalDnsServer(asyncio.DatagramProtocol):
         self.records: dict[tuple[str, str], list[str | list[bytes]]] = {}
         self.silent: set[str] = set()
         self.queries: list[tuple[str, str]] = []
+        self.ttl = 60
+        """TTL (s) of every answer."""
         self.transport: asyncio.DatagramTransport | None = None  # uvloop's is not a subclass: typed loosely
 
     # -- the table ----------------------------------------------------------------------------------------------
@@ -70,7 +72,7 @@ class LocalDnsServer(asyncio.DatagramProtocol):
         if values:
             rrset = dns.rrset.RRset(q.name, dns.rdataclass.IN, q.rdtype)
             for v in values:
-                rrset.add(self._rdata(q.rdtype, v), 60)
+                rrset.add(self._rdata(q.rdtype, v), self.ttl)
             response.answer.append(rrset)
         elif not any(n == name for n, _ in self.records):
             response.set_rcode(dns.rcode.NXDOMAIN)

@@ -60,7 +60,7 @@ async def test_records_are_filtered_by_peer_id_and_other_values_ignored(
         assert len(await resolve(r, f"/dnsaddr/example.test/ipfs/{A}")) == 2
         with pytest.raises(DnsResolutionError, match="no matching records"):
             await resolve(r, f"/dnsaddr/example.test/p2p/{pid()}")
-        assert dns.queried("_dnsaddr.example.test") == 5
+        assert dns.queried("_dnsaddr.example.test") == 1  # then answered from the cache (TTL 60 s)
 
 
 async def test_nested_dnsaddr_is_followed_and_other_peers_are_not_queried() -> None:
@@ -105,7 +105,33 @@ async def test_a_loop_of_records_is_bounded_by_max_lookups() -> None:
         dns.dnsaddr("loop.test", "/dnsaddr/loop.test", "/dnsaddr/loop.test")  # fans out two ways per level
         with pytest.raises(DnsResolutionError, match="max_lookups=10"):
             await resolve(resolver(dns, max_depth=100, max_lookups=10), "/dnsaddr/loop.test")
-        assert dns.queried("_dnsaddr.loop.test") == 10
+        assert dns.queried("_dnsaddr.loop.test") == 1  # cached answers count against the bound too
+        with pytest.raises(DnsResolutionError, match="max_lookups=10"):
+            await resolve(resolver(dns, max_depth=100, max_lookups=10, cache_size=0), "/dnsaddr/loop.test")
+        assert dns.queried("_dnsaddr.loop.test") == 11
+
+
+async def test_answers_are_cached_for_their_ttl_and_the_cache_is_bounded() -> None:
+    async with local_dns() as dns:
+        dns.ttl = 1
+        dns.dnsaddr("a.test", f"/ip4/192.0.2.1/tcp/1/p2p/{A}")
+        dns.dnsaddr("b.test", f"/ip4/192.0.2.2/tcp/1/p2p/{B}")
+        r = resolver(dns, cache_size=1)
+        assert await resolve(r, "/dnsaddr/a.test") == [f"/ip4/192.0.2.1/tcp/1/p2p/{A}"]
+        assert await resolve(r, "/dnsaddr/a.test") == [f"/ip4/192.0.2.1/tcp/1/p2p/{A}"]
+        assert dns.queried("_dnsaddr.a.test") == 1
+        await resolve(r, "/dnsaddr/b.test")  # the cache holds one answer: a.test's goes
+        await resolve(r, "/dnsaddr/a.test")
+        assert dns.queried("_dnsaddr.a.test") == 2
+        await asyncio.sleep(1.2)  # past the TTL: asked again
+        await resolve(r, "/dnsaddr/a.test")
+        assert dns.queried("_dnsaddr.a.test") == 3
+        uncached = resolver(dns, cache_size=0)
+        for _ in range(2):
+            await resolve(uncached, "/dnsaddr/b.test")
+        assert dns.queried("_dnsaddr.b.test") == 3
+    with pytest.raises(ValueError):
+        DnsConfig(cache_size=-1)
 
 
 async def test_max_addrs_bounds_the_result() -> None:

@@ -79,6 +79,11 @@ class DnsConfig:
     """Addresses one resolution yields at most (go-libp2p: 100); the rest are dropped with a log line."""
     max_lookups: int = 32
     """DNS queries one resolution makes at most (TXT and address queries together)."""
+    cache_size: int = 256
+    """DNS answers kept, each only for its TTL (dnspython's LRU cache, least recently used dropped first):
+    repeated dials of a bootstrap ``/dnsaddr`` do not query again. 0 disables the cache. It serves the answers
+    of the name servers dnspython queries (``nameservers`` and every TXT lookup); names left to the system
+    (``getaddrinfo``) are cached, or not, by the system."""
     resolve_dns_names: bool = False
     """Resolve ``/dns``, ``/dns4``, ``/dns6`` addresses to IP addresses before dialing (so each IP is ranked and
     raced) instead of leaving the name to the transport. Always on when ``nameservers`` is set, so that the
@@ -90,6 +95,8 @@ class DnsConfig:
             parse_nameserver(ns)
         if self.timeout <= 0 or self.max_depth < 0 or self.max_addrs < 1 or self.max_lookups < 1:
             raise ValueError("DnsConfig: timeout must be > 0, max_depth >= 0, max_addrs and max_lookups >= 1")
+        if self.cache_size < 0:
+            raise ValueError("DnsConfig: cache_size must be >= 0")
 
     @property
     def resolves_names(self) -> bool:
@@ -237,6 +244,10 @@ class DnsResolver:
             if servers:
                 r.nameservers = [dns.nameserver.Do53Nameserver(*parse_nameserver(s)) for s in servers]
             r.lifetime = self.config.timeout
+            if self.config.cache_size:
+                import dns.resolver
+
+                r.cache = dns.resolver.LRUCache(self.config.cache_size)
             self._resolver = r
         return self._resolver
 
