@@ -125,7 +125,8 @@ async def test_high_latency_still_completes_transfers(muxer: str) -> None:
     """50 ms each way (RTT 100 ms): the handshakes, 1 MiB on one stream and 16 concurrent streams finish."""
     async with asyncio.timeout(30), _relayed_pair(muxer, latency=0.05) as (a, b, _):
         rtt = await b.ping(a.peer_id)
-        assert 0.1 <= rtt < 1.0, rtt
+        # (the relay's timers may fire a little early: libuv rounds them to the millisecond)
+        assert 0.098 <= rtt < 1.0, rtt
         s = await b.new_stream(a.peer_id, [ECHO], timeout=5)
         assert await echo_roundtrip(s, 1024 * 1024) == 1024 * 1024
 
@@ -134,7 +135,7 @@ async def test_high_latency_still_completes_transfers(muxer: str) -> None:
             return await echo_roundtrip(s, 64 * 1024)
 
         assert await asyncio.gather(*(one() for _ in range(16))) == [64 * 1024] * 16
-        assert await a.ping(b.peer_id) >= 0.1
+        assert await a.ping(b.peer_id) >= 0.098
         assert len(b.connections(a.peer_id)) == 1
 
 
