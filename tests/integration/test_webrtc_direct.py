@@ -16,6 +16,7 @@ import aiolibp2p
 from aiolibp2p.crypto.keys import generate_key_pair
 from aiolibp2p.exceptions import DeadlineExceeded, DialError, StreamReset
 from aiolibp2p.network import events as ev
+from aiolibp2p.network.gater import ConnectionGater
 from aiolibp2p.protocols.echo import PROTOCOL_ID as ECHO
 from aiolibp2p.protocols.echo import echo_roundtrip, handle_echo
 from aiolibp2p.transports.webrtc import WebRtcCertificate, WebRtcDirectConfig, WebRtcDirectTransport, ice
@@ -242,3 +243,28 @@ async def test_cancelled_dial_leaves_nothing_sending() -> None:
         finally:
             sink.close()
             await cli.close()
+
+
+async def test_gater_refuses_a_remote_at_its_first_stun_check() -> None:
+    """The listener asks the gater's ``allow_accept`` at a new remote's first STUN check, before any ICE, DTLS
+    or Noise work (go-libp2p calls InterceptAccept per STUN check): a refused remote gets no answer, so its
+    dial fails on its own timeout; the listener never creates a connection nor announces one. Allowed again,
+    the same remote connects."""
+    key = generate_key_pair()
+    gater = ConnectionGater()
+    gater.deny_subnet("127.0.0.0/8")
+    srv = aiolibp2p.new_host(key=key, listen=[LISTEN], transports=[WebRtcDirectTransport(key)], gater=gater)
+    cfg = WebRtcDirectConfig(handshake_timeout=1.5)
+    async with asyncio.timeout(20), srv, _host(cfg, listen=False) as cli:
+        (transport,) = srv.swarm.transports
+        assert isinstance(transport, WebRtcDirectTransport)
+        (ep,) = transport._listening
+        opened: list[ev.Event] = []
+        srv.on(ev.ConnectionOpened, opened.append)
+        with pytest.raises(DialError):
+            await cli.connect(srv.full_addrs()[0])
+        assert transport.stats_gated >= 1  # the first check and its retransmissions
+        assert ep.num_connections == 0 and opened == [] and srv.connections() == []
+        gater.denied_subnets.clear()
+        peer = await cli.connect(srv.full_addrs()[0])
+        assert peer == srv.peer_id and len(opened) == 1

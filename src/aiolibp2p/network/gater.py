@@ -5,7 +5,8 @@ Stages (go-libp2p ``ConnectionGater`` is the model), each a method a subclass ma
 - :meth:`~ConnectionGater.allow_dial_peer` — before dialing a peer (go ``InterceptPeerDial``);
 - :meth:`~ConnectionGater.allow_dial_addr` — before dialing one of its addresses (``InterceptAddrDial``);
 - :meth:`~ConnectionGater.allow_accept` — on accepting a raw inbound connection, before any handshake work
-  (``InterceptAccept``);
+  (``InterceptAccept``; WebRTC-direct asks it at a new remote's first STUN check, QUIC once its handshake is
+  done);
 - :meth:`~ConnectionGater.allow_secured` — after the security handshake, the peer authenticated, in both
   directions (``InterceptSecured``);
 - :meth:`~ConnectionGater.allow_upgraded` — after security and muxer, with the whole connection (transport,

@@ -117,6 +117,11 @@ class WebRtcDirectTransport:
         self._listening: dict[WebRtcEndpoint, CapableHandler] = {}
         self._endpoints: set[WebRtcEndpoint] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self.accept_filter: Callable[[Multiaddr], bool] | None = None
+        """Asked with a new remote's address at its first STUN check, before any handshake work (the swarm sets
+        its gater's ``allow_accept``, as go-libp2p calls ``InterceptAccept`` per STUN check); a refused remote
+        is dropped silently and its dial runs into its timeout."""
+        self.stats_gated = 0
 
     # -- addresses ----------------------------------------------------------------------------------------------
     def can_dial(self, addr: Multiaddr) -> bool:
@@ -161,6 +166,10 @@ class WebRtcDirectTransport:
         from .connection import WebRtcConnection
         from .endpoint import webrtc_multiaddr
 
+        remote_addr = webrtc_multiaddr(addr)
+        if self.accept_filter is not None and not self.accept_filter(remote_addr):
+            self.stats_gated += 1
+            return None
         conn = WebRtcConnection(
             ep,
             certificate=self.certificate,
@@ -170,7 +179,7 @@ class WebRtcDirectTransport:
             remote_sockaddr=addr,
             credentials=creds,
             local_addr=webrtc_multiaddr(ep.local_sockaddr),
-            remote_addr=webrtc_multiaddr(addr),
+            remote_addr=remote_addr,
         )
         conn.start()
 
