@@ -187,3 +187,28 @@ async def test_async_validators_hold_then_decide() -> None:
             await ps.close()
         for h in hosts:
             await h.close()
+
+
+async def test_frames_split_across_reads() -> None:
+    """Messages larger than one stream read (their frames span several chunks) between small ones, published
+    back to back: the reader keeps the start of a frame until the next chunk completes it, and slices whole
+    frames out of a chunk; every message arrives intact and in order."""
+    hosts = await _hosts(2)
+    services = []
+    try:
+        async with asyncio.timeout(20):
+            services = [await gossipsub(h) for h in hosts]
+            topics = [await ps.join("big") for ps in services]
+            sub = await topics[1].subscribe()
+            await hosts[1].connect(hosts[0].full_addrs())
+            payloads = [bytes([i]) * size for i, size in enumerate([10, 200_000, 130, 70_000, 1, 300_000, 20])]
+            await topics[0].publish(payloads[0], min_peers=1, timeout=5)
+            for p in payloads[1:]:
+                await topics[0].publish(p)
+            for p in payloads:
+                assert (await sub.next(timeout=5)).data == p
+    finally:
+        for ps in services:
+            await ps.close()
+        for h in hosts:
+            await h.close()

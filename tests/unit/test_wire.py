@@ -71,6 +71,28 @@ def test_length_prefixed_limits() -> None:
         try_decode_length_prefixed(msg[:2], 299)  # refused from the prefix alone
 
 
+@pytest.mark.parametrize("size", [0, 1, 127, 128, 300, 16383, 16384, 70000])
+@pytest.mark.parametrize("kind", [bytes, bytearray])
+def test_length_prefixed_every_split(size: int, kind: type[bytes] | type[bytearray]) -> None:
+    """1-, 2- and 3-byte prefixes (the first two have a fast path), at an offset, cut at every prefix byte
+    and inside the payload; the frame comes back as bytes."""
+    payload = bytes(i & 0xFF for i in range(size))
+    msg = b"\x05hello" + length_prefixed(payload)
+    start = 6
+    for cut in {*range(start, min(start + 4, len(msg))), len(msg) - 1}:
+        assert try_decode_length_prefixed(kind(msg[:cut]), 1 << 20, start) is None
+    got = try_decode_length_prefixed(kind(msg), 1 << 20, start)
+    assert got == (payload, len(msg))
+    assert type(got[0]) is bytes
+    assert try_decode_length_prefixed(kind(msg), 1 << 20, len(msg)) is None
+
+
+@pytest.mark.parametrize("prefix", [b"\x80\x00", b"\xff\x80\x00"])
+def test_length_prefixed_non_minimal(prefix: bytes) -> None:
+    with pytest.raises(VarintError):
+        try_decode_length_prefixed(prefix + b"x" * 200, 1 << 20)
+
+
 @given(st.binary(max_size=64), st.sampled_from(["base58btc", "base32", "base36", "base64url", "base16"]))
 def test_multibase_roundtrip(data: bytes, base: str) -> None:
     assert multibase_decode(multibase_encode(data, base)) == data

@@ -19,11 +19,13 @@ from .message import PubSubMessage
 class SeenCache:
     """Message IDs seen within the last ``ttl`` seconds (first-seen semantics: a hit does not refresh)."""
 
-    __slots__ = ("_entries", "ttl")
+    __slots__ = ("_entries", "contains", "ttl")
 
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
         self._entries: OrderedDict[bytes, float] = OrderedDict()
+        self.contains = self._entries.__contains__
+        """``msg_id in cache`` without a Python-level call (the duplicate check of every received message)."""
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -44,7 +44,6 @@ from .message import (
     build_message,
     check_message,
     default_message_id,
-    message_from,
     verify_signature,
 )
 
@@ -463,23 +462,31 @@ class PubSubRouter:
         Raises MessageTooLarge or DecodeError (typed ProtocolViolations naming the peer and protocol) for
         a frame that cannot be processed; the adapter then resets that inbound stream, as go does.
         """
-        protocol = self.peer_protocol(peer)
-        if len(data) > self.config.max_message_size:
+        limit = self.config.max_message_size
+        size = len(data)
+        if size > limit:
             self.stats.rpcs_malformed += 1
             raise MessageTooLarge(
-                f"RPC of {len(data)} bytes exceeds {self.config.max_message_size}",
-                protocol=protocol,
+                f"RPC of {size} bytes exceeds {limit}",
+                protocol=self.peer_protocol(peer),
                 peer=peer,
             )
         rpc = pb.RPC()
         try:
-            rpc.ParseFromString(bytes(data))
+            rpc.ParseFromString(data if type(data) is bytes else bytes(data))
         except PbDecodeError as exc:
             self.stats.rpcs_malformed += 1
-            raise DecodeError(f"malformed pubsub RPC: {exc}", protocol=protocol, peer=peer) from None
-        self.handle_rpc(peer, rpc, now)
+            raise DecodeError(
+                f"malformed pubsub RPC: {exc}", protocol=self.peer_protocol(peer), peer=peer
+            ) from None
+        # A message inside a frame is smaller than the frame: in a frame this small none can be too large.
+        self._handle_rpc(peer, rpc, now, size + _RPC_OVERHEAD <= limit)
 
     def handle_rpc(self, peer: PeerId, rpc: pb.RPC, now: float) -> None:
+        self._handle_rpc(peer, rpc, now, False)
+
+    def _handle_rpc(self, peer: PeerId, rpc: pb.RPC, now: float, sized: bool) -> None:
+        """``sized``: no message of ``rpc`` can exceed the size limit (its frame is small enough)."""
         if peer not in self.peers:
             raise ProtocolViolation("RPC from a peer that was not added", peer=peer)
         self.stats.rpcs_received += 1
@@ -493,7 +500,7 @@ class PubSubRouter:
         for i, m in enumerate(rpc.publish):
             if i >= self.config.max_messages_per_rpc:
                 break
-            self._handle_message(peer, m, now)
+            self._handle_message(peer, m, now, sized)
         if rpc.HasField("control"):
             self._handle_control(peer, rpc.control, now)
         self._flush()
@@ -522,26 +529,32 @@ class PubSubRouter:
             self._events.append(PeerLeftTopic(peer, topic))
             self._on_peer_left_topic(peer, topic, now)
 
-    def _handle_message(self, peer: PeerId, m: pb.Message, now: float) -> None:
-        topic = m.topic if isinstance(m.topic, str) else ""
+    def _handle_message(self, peer: PeerId, m: pb.Message, now: float, sized: bool = False) -> None:
+        topic = m.topic
         if topic not in self.subscriptions:
             return  # not ours to relay (go drops these too)
-        if m.ByteSize() + _RPC_OVERHEAD > self.config.max_message_size:
+        config = self.config
+        if not sized and m.ByteSize() + _RPC_OVERHEAD > config.max_message_size:
             self.stats.messages_too_large += 1
             self._reject(peer, None, topic, RejectReason.MESSAGE_TOO_LARGE, now)
             return
-        policy = self.config.signature_policy
-        if policy is SignaturePolicy.STRICT_SIGN and message_from(m) == self._local_bytes:
+        policy = config.signature_policy
+        author = getattr(m, "from")
+        if policy is SignaturePolicy.STRICT_SIGN and author == self._local_bytes:
             self._reject(peer, None, topic, RejectReason.SELF_ORIGIN, now)
             return
         # The ID and the seen cache first (as go does): a duplicate, the common case in a mesh, costs no
         # parsing of its author and no signature check. Only verified messages enter the seen cache.
-        try:
-            msg_id = self.config.message_id_fn(m)
-        except Exception:  # a user-supplied ID function failing on hostile input
-            self._reject(peer, None, topic, RejectReason.MALFORMED, now)
-            return
-        if msg_id in self.seen:
+        id_fn = config.message_id_fn
+        if id_fn is default_message_id:
+            msg_id = author + m.seqno
+        else:
+            try:
+                msg_id = id_fn(m)
+            except Exception:  # a user-supplied ID function failing on hostile input
+                self._reject(peer, None, topic, RejectReason.MALFORMED, now)
+                return
+        if self.seen.contains(msg_id):
             self.stats.messages_duplicate += 1
             self._on_duplicate(peer, msg_id, topic, now)
             return

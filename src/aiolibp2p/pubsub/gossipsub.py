@@ -170,6 +170,8 @@ class GossipSub(PubSubRouter):
         self._peer_dontwant: dict[PeerId, int] = {}
         self._unwanted: dict[PeerId, dict[bytes, int]] = {}
         self._retry_control: dict[PeerId, tuple[set[str], dict[str, pb.ControlPrune]]] = {}
+        self._floodsub_peers: set[PeerId] = set()
+        """Peers speaking FloodSub (forwarding checks them per message; usually none)."""
         self._heartbeat_ticks = 0
         self._next_heartbeat: float | None = None
 
@@ -239,13 +241,17 @@ class GossipSub(PubSubRouter):
         return pool[:count] if count >= 0 else pool
 
     def _accept_from(self, peer: PeerId) -> bool:
+        if self.score is None:
+            return self.thresholds.graylist_threshold <= 0.0  # (every peer scores 0; called per RPC)
         if peer in self.direct:
             return True
-        return self.peer_score(peer) >= self.thresholds.graylist_threshold
+        return self.score.score(peer) >= self.thresholds.graylist_threshold
 
     # --- peers ---
 
     def _on_peer_added(self, peer: PeerId, now: float) -> None:
+        if self.peers[peer].protocol == FLOODSUB_PROTOCOL_ID:
+            self._floodsub_peers.add(peer)
         if self.score is not None:
             self.score.add_peer(peer, now, self.peers[peer].ips)
 
@@ -260,6 +266,7 @@ class GossipSub(PubSubRouter):
         self._peer_dontwant.pop(peer, None)
         self._unwanted.pop(peer, None)
         self._retry_control.pop(peer, None)
+        self._floodsub_peers.discard(peer)
         if self.score is not None:
             self.score.remove_peer(peer, now)
 
@@ -377,15 +384,12 @@ class GossipSub(PubSubRouter):
                 p for p in topic_peers if p in self.direct or self.peer_score(p) >= publish_threshold
             )
         else:
-            to_send.update(p for p in topic_peers if p in self.direct)
-            for p in topic_peers:
-                st = self.peers.get(p)
-                if (
-                    st is not None
-                    and st.protocol == FLOODSUB_PROTOCOL_ID
-                    and self.peer_score(p) >= publish_threshold
-                ):
-                    to_send.add(p)
+            if self.direct:
+                to_send.update(p for p in topic_peers if p in self.direct)
+            if self._floodsub_peers:
+                for p in topic_peers:
+                    if p in self._floodsub_peers and self.peer_score(p) >= publish_threshold:
+                        to_send.add(p)
             mesh = self.mesh.get(topic)
             if mesh is not None:
                 to_send.update(mesh)
@@ -409,11 +413,13 @@ class GossipSub(PubSubRouter):
         to_send.discard(received_from)
         if message.source is not None:
             to_send.discard(message.source)
+        all_unwanted = self._unwanted
+        pbm = message.pb
         for peer in to_send:
-            unwanted = self._unwanted.get(peer)
+            unwanted = all_unwanted.get(peer)
             if unwanted is not None and msg_id in unwanted:
                 continue  # the peer sent IDONTWANT for it (v1.2)
-            self._outgoing(peer).messages.append(message.pb)
+            self._outgoing(peer).messages.append(pbm)
 
     # --- score tracing of messages ---
 
@@ -425,9 +431,13 @@ class GossipSub(PubSubRouter):
         if len(message.data) >= self.gs.idontwant_message_threshold:
             mesh = self.mesh.get(message.topic)
             if mesh:
+                peers = self.peers
+                source = message.source
                 for p in mesh:
-                    if p != peer and p != message.source and self._supports_idontwant(p):
-                        self._outgoing(p).idontwant.append(msg_id)
+                    if p != peer and p != source:
+                        st = peers.get(p)
+                        if st is not None and st.protocol == GOSSIPSUB_V12:  # (_supports_idontwant)
+                            self._outgoing(p).idontwant.append(msg_id)
 
     def _on_deliver(self, peer: PeerId, msg_id: bytes, message: PubSubMessage, now: float) -> None:
         if self.score is not None:
@@ -627,14 +637,18 @@ class GossipSub(PubSubRouter):
             self.stats.idontwant_ignored += 1
             return
         self._peer_dontwant[peer] = count + 1
-        unwanted = self._unwanted.setdefault(peer, {})
+        unwanted = self._unwanted.get(peer)
+        if unwanted is None:
+            unwanted = self._unwanted[peer] = {}
         total = 0
+        max_length = self.gs.max_idontwant_length
+        ttl = self.gs.idontwant_message_ttl
         for idw in idontwants:
             for mid in idw.messageIDs:
-                if total >= self.gs.max_idontwant_length:
+                if total >= max_length:
                     return
                 total += 1
-                unwanted[mid] = self.gs.idontwant_message_ttl
+                unwanted[mid] = ttl
 
     def _on_frame_dropped(self, peer: PeerId, rpc: pb.RPC) -> None:
         # Keep GRAFT/PRUNE (they change mesh state on both sides) for the next flush that has room.

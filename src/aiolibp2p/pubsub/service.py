@@ -578,28 +578,37 @@ class PubSub:
         if peer not in self.router.peers:
             self._add_peer(peer, stream)
         self._ensure_link(peer)
-        buf = bytearray()
+        buf = bytearray()  # the start of a frame that the next chunk completes
         limit = self.router.config.max_message_size
+        router = self.router
+        peers = router.peers
         try:
             while True:
                 chunk = await stream.read()
                 if not chunk:
                     return
-                buf += chunk
+                if buf:
+                    buf += chunk
+                    data: bytes | bytearray = buf
+                else:
+                    data = chunk  # the usual case: frames are sliced from the chunk, no buffer copy
                 pos = 0
                 now = self.loop.time()
                 while True:
-                    got = try_decode_length_prefixed(buf, limit, pos)
+                    got = try_decode_length_prefixed(data, limit, pos)
                     if got is None:
                         break
                     frame, pos = got
-                    if peer not in self.router.peers:
+                    if peer not in peers:
                         self._after()
                         return
-                    self.router.handle_frame(peer, frame, now)
+                    router.handle_frame(peer, frame, now)
                 # one pass over what the frames of this chunk produced (events, writers to wake)
                 self._after()
-                del buf[:pos]
+                if data is buf:
+                    del buf[:pos]
+                elif pos < len(data):
+                    buf += memoryview(data)[pos:]
         except ProtocolViolation as exc:
             log.debug("pubsub: resetting inbound stream of %s: %s", peer, exc)
             self._after()

@@ -70,12 +70,25 @@ def try_decode_length_prefixed(
     Returns ``(message, offset_after)``, or None when more bytes are needed. Raises MessageTooLarge as soon
     as the prefix announces more than ``max_size`` bytes, so a peer cannot make us buffer without bound.
     """
-    try:
-        n, pos = decode_uvarint(data, offset)
-    except IncompleteVarint:
+    end = len(data)
+    if offset >= end:
         return None
+    b = data[offset]
+    if b < 0x80:  # fast paths (no exception at the end of a buffer): 1- and 2-byte prefixes, frames < 16 KiB
+        n = b
+        pos = offset + 1
+    elif offset + 1 < end and 0 < data[offset + 1] < 0x80:
+        n = (b & 0x7F) | (data[offset + 1] << 7)
+        pos = offset + 2
+    else:
+        try:
+            n, pos = decode_uvarint(data, offset)
+        except IncompleteVarint:
+            return None
     if n > max_size:
         raise MessageTooLarge(f"message of {n} bytes exceeds the limit of {max_size}")
-    if pos + n > len(data):
+    stop = pos + n
+    if stop > end:
         return None
-    return bytes(data[pos : pos + n]), pos + n
+    frame = data[pos:stop]
+    return (frame if type(frame) is bytes else bytes(frame)), stop
