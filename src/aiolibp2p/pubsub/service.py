@@ -44,7 +44,7 @@ from ..multiaddr import Multiaddr
 from ..network import events as ev
 from ..network.connection import Stream
 from ..wire.pb import pubsub_pb2 as pb
-from ..wire.varint import length_prefixed, try_decode_length_prefixed
+from ..wire.varint import encode_uvarint, try_decode_length_prefixed
 from .core import (
     ConnectToPeer,
     DeliverMessage,
@@ -519,16 +519,18 @@ class PubSub:
                 pending = ([hello] if hello is not None else []) + replay + pending
                 recent.clear()
             opened += 1
+            take_frames = self.router.take_frames
+            loop_time = self.loop.time
             try:
                 while True:
                     if not pending:
-                        pending = self.router.take_frames(peer)
+                        pending = take_frames(peer)
                     if pending:
-                        link.writing_since = self.loop.time()
-                        await stream.write(b"".join(length_prefixed(f) for f in pending))
+                        now = link.writing_since = loop_time()
+                        await stream.write(_prefixed(pending))
                         link.writing_since = None
-                        now = self.loop.time()
-                        recent.extend((now, f) for f in pending)
+                        for f in pending:
+                            recent.append((now, f))  # (the time the write began)
                         pending = []
                         continue
                     if stream.is_closed() or stream.conn.is_closed():
@@ -733,6 +735,18 @@ _SERVICE_OPTIONS: Final = (
 
 def _service_options(options: dict[str, Any]) -> dict[str, Any]:
     return {k: options.pop(k) for k in _SERVICE_OPTIONS if k in options}
+
+
+def _prefixed(frames: list[bytes]) -> bytes:
+    """The frames, each after its uvarint length, in one buffer (one copy of each frame)."""
+    if len(frames) == 1:
+        frame = frames[0]
+        return encode_uvarint(len(frame)) + frame
+    parts: list[bytes] = []
+    for frame in frames:
+        parts.append(encode_uvarint(len(frame)))
+        parts.append(frame)
+    return b"".join(parts)
 
 
 def _messages_only(frames: Iterable[bytes]) -> list[bytes]:
