@@ -291,10 +291,22 @@ class PubSubRouter:
         frame is the subscriptions/control part followed by those fields (protobuf concatenation)."""
         limit = self.config.max_message_size
         head = b""
-        if out.idontwant and not (out.subs or out.ihave or out.iwant or out.graft or out.prune):
-            # the usual control part while forwarding: only IDONTWANTs, the same for every mesh peer
-            key = tuple(out.idontwant)
-            head = encoded.get(key) or encoded.setdefault(key, _idontwant_control(out.idontwant))
+        if not (out.subs or out.ihave or out.iwant or out.graft or out.prune):
+            if out.idontwant:
+                # the usual control part while forwarding: only IDONTWANTs, the same for every mesh peer
+                key = tuple(out.idontwant)
+                head = encoded.get(key) or encoded.setdefault(key, _idontwant_control(out.idontwant))
+            if len(out.messages) == 1 and len(st.frames) < self.config.max_outbound_rpcs_per_peer:
+                # the usual frame while forwarding, that head and one message: no list to split into frames
+                msg = out.messages[0]
+                field = encoded.get(id(msg))
+                if field is None:
+                    body = msg.SerializeToString()
+                    field = encoded[id(msg)] = _PUBLISH_TAG + encode_uvarint(len(body)) + body
+                if len(head) + len(field) <= limit:
+                    st.frames.append(head + field if head else field)
+                    self._flushed[peer] = None
+                    return
         elif out.subs or out.has_control():
             rpc = pb.RPC()
             for topic, subscribe in out.subs:
@@ -493,17 +505,21 @@ class PubSubRouter:
         if not self._accept_from(peer):
             self.stats.rpcs_graylisted += 1
             return
-        for i, sub in enumerate(rpc.subscriptions):
-            if i >= self.config.max_subscriptions_per_rpc:
-                break
-            self._handle_subscription(peer, sub, now)
-        for i, m in enumerate(rpc.publish):
-            if i >= self.config.max_messages_per_rpc:
-                break
-            self._handle_message(peer, m, now, sized)
+        subs = rpc.subscriptions
+        if subs:
+            for i, sub in enumerate(subs):
+                if i >= self.config.max_subscriptions_per_rpc:
+                    break
+                self._handle_subscription(peer, sub, now)
+        publish = rpc.publish
+        if publish:
+            limit = self.config.max_messages_per_rpc
+            for m in publish if len(publish) <= limit else publish[:limit]:
+                self._handle_message(peer, m, now, sized)
         if rpc.HasField("control"):
             self._handle_control(peer, rpc.control, now)
-        self._flush()
+        if self._out:
+            self._flush()
 
     def _handle_subscription(self, peer: PeerId, sub: pb.RPC.SubOpts, now: float) -> None:
         topic = sub.topicid
