@@ -41,6 +41,7 @@ GOSSIPSUB_PROTOCOLS: Final = (GOSSIPSUB_V12, GOSSIPSUB_V11, GOSSIPSUB_V10, FLOOD
 
 _MESHSUB: Final = frozenset({GOSSIPSUB_V10, GOSSIPSUB_V11, GOSSIPSUB_V12})
 _V11_PLUS: Final = frozenset({GOSSIPSUB_V11, GOSSIPSUB_V12})
+_IDONTWANT_FIELD: Final = pb.ControlMessage.DESCRIPTOR.fields_by_name["idontwant"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -471,6 +472,10 @@ class GossipSub(PubSubRouter):
     # --- control messages (gossipsub-v1.0.md §"Control Messages", v1.1 §"Spam Protection") ---
 
     def _handle_control(self, peer: PeerId, ctl: pb.ControlMessage, now: float) -> None:
+        present = ctl.ListFields()  # (one call instead of reading the five lists, ~0.2 us each)
+        if len(present) == 1 and present[0][0] is _IDONTWANT_FIELD:
+            self._handle_idontwant(peer, ctl.idontwant)  # the usual control part of a forwarded message
+            return
         iwant = self._handle_ihave(peer, ctl.ihave, now) if ctl.ihave else []
         if ctl.iwant:
             self._handle_iwant(peer, ctl.iwant)
