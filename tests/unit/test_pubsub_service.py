@@ -201,7 +201,9 @@ async def test_frames_split_across_reads() -> None:
             topics = [await ps.join("big") for ps in services]
             sub = await topics[1].subscribe()
             await hosts[1].connect(hosts[0].full_addrs())
-            payloads = [bytes([i]) * size for i, size in enumerate([10, 200_000, 130, 70_000, 1, 300_000, 20])]
+            payloads = [
+                bytes([i]) * size for i, size in enumerate([10, 200_000, 130, 70_000, 1, 300_000, 20])
+            ]
             await topics[0].publish(payloads[0], min_peers=1, timeout=5)
             for p in payloads[1:]:
                 await topics[0].publish(p)
