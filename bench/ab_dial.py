@@ -70,10 +70,10 @@ def client(src: str, cmd: str, addr: str, count: int, transport: str) -> dict[st
     return result
 
 
-def inprocess_cpu(src: str, count: int) -> float:
+def inprocess_cpu(src: str, count: int, transport: str) -> float:
     """``bench/dial_cpu.py`` under ``src``: the lowest of its batches' CPU per dial (both hosts), in ms."""
     out = subprocess.run(
-        [sys.executable, str(DIAL_CPU), "--count", str(count)],
+        [sys.executable, str(DIAL_CPU), "--count", str(count), "--transport", transport],
         capture_output=True,
         text=True,
         env=env_for(src),
@@ -110,7 +110,7 @@ def main() -> None:
                 ccpu[name].append(res["cpu_ms"])
                 ms = res["ms"]
                 dial[name].append(statistics.median(ms[1:] or ms))
-                inproc[name].append(inprocess_cpu(sides[name], args.count))
+                inproc[name].append(inprocess_cpu(sides[name], args.count, args.transport))
                 if not args.no_ping:
                     us = client(sides[name], "ping", addr, 1000, args.transport)["us"]
                     ping[name].append(statistics.median(us))
@@ -128,7 +128,7 @@ def main() -> None:
     print("| metric | base | new | change |")
     print("|---|---|---|---|")
     rows = [
-        ("dial + Noise + yamux + first ping (ms)", dial),
+        (f"dial ({args.transport}) + first ping (ms)", dial),
         ("client CPU per dial (ms)", ccpu),
         ("server CPU per dial (ms)", scpu),
         ("CPU per dial, both hosts in one process (ms)", inproc),
