@@ -241,6 +241,32 @@ def test_expired_and_not_yet_valid_refused() -> None:
         verify_certificate(build(host, not_after=now - datetime.timedelta(seconds=5)))
 
 
+def test_verified_certificates_are_remembered_by_their_bytes_only() -> None:
+    from aiolibp2p.security.tls import certificate as certmod
+
+    host = generate_key_pair()
+    past = datetime.datetime(2001, 1, 1, tzinfo=datetime.UTC)
+    cert = TlsCertificate.generate(host, now=past, validity=datetime.timedelta(days=1))
+    assert verify_certificate(cert.der, now=past) == (host.peer_id, host.public_key)
+    assert cert.certificate in certmod._verified
+    # a remembered certificate still has its validity period checked
+    with pytest.raises(CertificateError, match="expired"):
+        verify_certificate(cert.der)
+    # the same bytes with one bit flipped are another certificate: fully checked, refused, not remembered
+    der = bytearray(cert.der)
+    der[-80] ^= 1
+    with pytest.raises(CertificateError):
+        verify_certificate(bytes(der), now=past)
+    assert all(c.public_bytes(serialization.Encoding.DER) != bytes(der) for c in certmod._verified)
+    # bounded: the least recently seen certificate goes first
+    first = TlsCertificate.generate(generate_key_pair())
+    verify_certificate(first.der)
+    for _ in range(certmod.VERIFIED_CERTIFICATE_CACHE_SIZE):
+        verify_certificate(TlsCertificate.generate(generate_key_pair()).der)
+    assert len(certmod._verified) == certmod.VERIFIED_CERTIFICATE_CACHE_SIZE
+    assert first.certificate not in certmod._verified
+
+
 def test_unknown_critical_extension_refused_known_ones_accepted() -> None:
     host = generate_key_pair()
     unknown = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.2.3.4.5"), b"\x05\x00")

@@ -15,6 +15,7 @@ encoded and parsed here by hand, strictly (DER: definite, minimal lengths, nothi
 from __future__ import annotations
 
 import datetime
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -35,6 +36,7 @@ __all__ = [
     "LIBP2P_EXTENSION_OID",
     "MAX_CERTIFICATE_BYTES",
     "SIGNATURE_PREFIX",
+    "VERIFIED_CERTIFICATE_CACHE_SIZE",
     "TlsCertificate",
     "decode_signed_key",
     "encode_signed_key",
@@ -47,6 +49,10 @@ SIGNATURE_PREFIX: Final = b"libp2p-tls-handshake:"
 CERTIFICATE_BACKDATE: Final = datetime.timedelta(hours=1)  # NotBefore = now - 1 h, against clock skew
 CERTIFICATE_VALIDITY: Final = datetime.timedelta(days=100 * 365)  # as go-libp2p: about 100 years
 MAX_CERTIFICATE_BYTES: Final = 16384  # a libp2p certificate is ~500 bytes; RSA host keys make it ~1 KiB
+VERIFIED_CERTIFICATE_CACHE_SIZE: Final = 256
+"""Certificates whose signatures verified, remembered (least recently seen dropped first): a peer presents the
+same certificate on every connection (one per transport), and its two signature checks are ~0.2 ms of CPU on
+each handshake. Only the signatures are remembered; the validity period is checked every time."""
 
 # Critical extensions we understand (and that cannot restrict a self-signed libp2p certificate in a way we
 # would have to enforce); any other critical extension aborts the handshake (tls.md).
@@ -247,6 +253,24 @@ def verify_certificate(
         raise CertificateError(f"certificate not valid before {not_before.isoformat()}")
     if now > not_after:
         raise CertificateError(f"certificate expired at {not_after.isoformat()}")
+    # x509.Certificate hashes and compares by its DER encoding: a hit is the same certificate, byte for byte
+    known = _verified.get(c)
+    if known is not None:
+        _verified.move_to_end(c)
+        return known
+    result = _verify_signatures(c)
+    _verified[c] = result
+    if len(_verified) > VERIFIED_CERTIFICATE_CACHE_SIZE:
+        _verified.popitem(last=False)
+    return result
+
+
+_verified: OrderedDict[x509.Certificate, tuple[PeerId, PublicKey]] = OrderedDict()
+
+
+def _verify_signatures(c: x509.Certificate) -> tuple[PeerId, PublicKey]:
+    """The checks that depend on the certificate's bytes alone: self-signature, unique IDs, critical
+    extensions, the libp2p extension and its host-key signature."""
     try:
         c.verify_directly_issued_by(c)
     except _CryptoInvalidSignature:
