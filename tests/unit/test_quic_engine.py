@@ -88,6 +88,52 @@ def test_mutual_authentication_yields_both_peer_ids() -> None:
     )
 
 
+def test_dialer_is_ready_when_tls_completes_before_handshake_done() -> None:
+    """The dialer may send stream data right behind its Finished (as quic-go and quinn let it), without
+    waiting half a round trip for HANDSHAKE_DONE; the listener gets the data with the Finished."""
+    ks, kc = generate_key_pair(), generate_key_pair()
+    client = Libp2pQuicEngine(
+        configuration=make_configuration(TlsCertificate.generate(kc), CFG, is_client=True),
+        config=CFG,
+        reset_key=stateless_reset_key(kc),
+    )
+    client.connect(SERVER_ADDR, 0.0)
+    first = client.datagrams_to_send(0.0)
+    header = pull_quic_header(Buffer(data=first[0][0]), host_cid_length=CFG.connection_id_length)
+    server = Libp2pQuicEngine(
+        configuration=make_configuration(TlsCertificate.generate(ks), CFG, is_client=False),
+        config=CFG,
+        reset_key=stateless_reset_key(ks),
+        original_destination_connection_id=header.destination_cid,
+    )
+    for data, _ in first:
+        server.receive_datagram(data, CLIENT_ADDR, 0.001)
+    for data, _ in server.datagrams_to_send(0.001):
+        client.receive_datagram(data, SERVER_ADDR, 0.002)
+    assert client.handshake_done and client.remote_peer == PeerId.from_public_key(ks.public_key)
+    assert not client._handshake_confirmed and not server.handshake_done
+    sid = client.get_next_available_stream_id()
+    client.send_stream_data(sid, b"hello", end_stream=True)
+    for data, _ in client.datagrams_to_send(0.003):
+        server.receive_datagram(data, CLIENT_ADDR, 0.004)
+    assert server.handshake_done and server.remote_peer == PeerId.from_public_key(kc.public_key)
+    got = [e for e in Pair.events(server) if isinstance(e, qe.StreamDataReceived)]
+    assert b"".join(e.data for e in got) == b"hello" and got[-1].end_stream
+
+
+def test_dialer_refused_by_the_listener_after_tls_completes_is_closed() -> None:
+    good = TlsCertificate.generate(generate_key_pair())
+    forged = TlsCertificate(
+        TlsCertificate.generate(generate_key_pair()).private_key, good.certificate, good.der
+    )
+    p = Pair(client_cert=forged)
+    # the dialer finished its side of TLS; the listener's alert then closes the connection
+    assert p.client.remote_peer == PeerId.from_public_key(p.ks.public_key)
+    assert p.client.close_event is not None  # what the adapter surfaces as soon as the engine drains
+    # CRYPTO_ERROR(decrypt_error): our CertificateVerify does not verify with the certificate's key
+    assert p.client.close_event.error_code == 0x100 + 51
+
+
 def test_expected_peer_mismatch_aborts_the_handshake_with_an_alert() -> None:
     other = PeerId.from_public_key(generate_key_pair().public_key)
     p = Pair(expected=other)
