@@ -122,6 +122,37 @@ async def test_large_transfer_both_ways_byte_exact() -> None:
         await task
 
 
+async def test_dials_without_a_listener_share_one_socket_kept_for_a_linger() -> None:
+    st = QuicTransport(generate_key_pair())
+    ct = QuicTransport(generate_key_pair(), QuicConfig(dial_socket_linger=0.3))
+    server = Server(st)
+    listener = await st.listen(LOOPBACK, server.handle)
+    try:
+        async with asyncio.timeout(10):
+            a = await ct.dial(listener.listen_addrs[0], st.local_peer)
+            b = await ct.dial(listener.listen_addrs[0], st.local_peer)
+            assert a.local_addr == b.local_addr and a.endpoint is b.endpoint
+            ep = a.endpoint
+            await a.close()
+            await b.close()
+            while ep.num_connections:  # both finish (their close linger), the socket stays
+                await asyncio.sleep(0.05)
+            assert not ep.closed
+            c = await ct.dial(listener.listen_addrs[0], st.local_peer)
+            assert c.endpoint is ep  # reused within the linger
+            await c.close()
+            while not ep.closed:  # then released: 0.3 s after the last connection finished
+                await asyncio.sleep(0.05)
+            d = await ct.dial(listener.listen_addrs[0], st.local_peer)
+            assert d.endpoint is not ep and not d.endpoint.closed
+        await ct.close()  # closing the transport releases the lingering socket at once
+        assert d.endpoint.closed
+    finally:
+        await listener.close()
+        await st.close()
+        await ct.close()
+
+
 async def test_wrong_expected_peer_is_refused_and_server_sees_nothing() -> None:
     st, ct = QuicTransport(generate_key_pair()), QuicTransport(generate_key_pair())
     server = Server(st)

@@ -958,5 +958,14 @@ class Swarm:
             task.cancel()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=self.config.close_timeout)
+        # transports holding sockets of their own (QUIC's and WebRTC-direct's UDP sockets, such as the one
+        # their dials share) release them
+        for t in self.transports:
+            close = getattr(t, "close", None)
+            if close is not None:
+                try:
+                    await close()
+                except Exception:
+                    log.exception("closing transport %r failed", t)
         # Close callbacks of aborted connections may still be scheduled; let them run.
         await asyncio.sleep(0)

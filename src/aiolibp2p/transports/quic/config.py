@@ -37,6 +37,10 @@ class QuicConfig:
     """Bytes of unacknowledged data buffered per stream before ``write`` waits."""
     max_pending_inbound_handshakes: int = 128
     """Inbound connections still handshaking per listener; further Initial packets are dropped."""
+    dial_socket_linger: float = 10.0
+    """Seconds the UDP socket dials share (when not listening on their address family) stays open after its
+    last connection ends, so the next dial reuses it (go-libp2p's quicreuse keeps an unused one 10 s); 0
+    closes it at once."""
     close_linger: float = 1.0
     """Seconds a closed connection's IDs stay routed, to repeat CONNECTION_CLOSE / absorb stray packets."""
     stateless_reset_rate: int = 64

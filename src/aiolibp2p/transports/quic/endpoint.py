@@ -84,6 +84,10 @@ class QuicEndpoint(asyncio.DatagramProtocol):
         self._reset_budget = config.stateless_reset_rate
         self._reset_window = 0.0
         self.closed = False
+        # a socket opened to dial (no listener) stays open dial_socket_linger seconds after its last
+        # connection, for the next dial to reuse
+        self.dial_only = False
+        self._idle_close: asyncio.TimerHandle | None = None
 
     async def bind(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
@@ -193,6 +197,9 @@ class QuicEndpoint(asyncio.DatagramProtocol):
             self, engine, addr, self.config, direction, self.local_multiaddr, sockaddr_to_multiaddr(addr)
         )
         self._conns.add(conn)
+        if self._idle_close is not None:
+            self._idle_close.cancel()
+            self._idle_close = None
         for cid in engine.host_connection_ids():
             self._routes[cid] = conn
         return conn
@@ -258,7 +265,21 @@ class QuicEndpoint(asyncio.DatagramProtocol):
         for table in (self._routes, self._tokens):
             for k in [k for k, c in table.items() if c is conn]:
                 del table[k]
-        if not self._conns and self.accept is None and not self.closed:
+        self.release_if_idle()
+
+    def release_if_idle(self) -> None:
+        """No listener and no connection left: close the socket (a dialing socket after a linger)."""
+        if self._conns or self.accept is not None or self.closed or self._idle_close is not None:
+            return
+        linger = self.config.dial_socket_linger
+        if self.dial_only and linger > 0:
+            self._idle_close = asyncio.get_running_loop().call_later(linger, self._close_if_idle)
+        else:
+            self.close()
+
+    def _close_if_idle(self) -> None:
+        self._idle_close = None
+        if not self._conns and self.accept is None:
             self.close()
 
     def send_datagrams(self, datagrams: list[tuple[bytes, Any]]) -> None:
@@ -280,6 +301,9 @@ class QuicEndpoint(asyncio.DatagramProtocol):
             return
         self.closed = True
         self.accept = None
+        if self._idle_close is not None:
+            self._idle_close.cancel()
+            self._idle_close = None
         for conn in list(self._conns):
             conn.abort(None)
         self._conns.clear()

@@ -3,7 +3,8 @@
 
 A *capable* transport: what it dials and accepts is already authenticated (libp2p TLS inside QUIC, ALPN
 ``libp2p``) and multiplexed (native QUIC streams), so the swarm skips the upgrader. One UDP socket per
-listen address serves both the listener and dials of the same address family.
+listen address serves both the listener and dials of the same address family; without a listener on a family,
+its dials share one socket, kept ``QuicConfig.dial_socket_linger`` seconds after its last connection.
 """
 
 from __future__ import annotations
@@ -106,6 +107,9 @@ class QuicTransport:
         self._reset_key = stateless_reset_key(private_key)
         self._listening: set[QuicEndpoint] = set()
         self._endpoints: set[QuicEndpoint] = set()
+        self._dialing: dict[
+            str, QuicEndpoint
+        ] = {}  # "ip4"/"ip6" -> the socket dials share when not listening
         self._tasks: set[asyncio.Task[None]] = set()
 
     def can_dial(self, addr: Multiaddr) -> bool:
@@ -123,10 +127,16 @@ class QuicTransport:
         return True
 
     async def _new_endpoint(self, host: str, port: int) -> QuicEndpoint:
-        ep = QuicEndpoint(self._cert, self.config, self._reset_key, self._endpoints.discard)
+        ep = QuicEndpoint(self._cert, self.config, self._reset_key, self._endpoint_closed)
         await ep.bind(host, port)
         self._endpoints.add(ep)
         return ep
+
+    def _endpoint_closed(self, ep: QuicEndpoint) -> None:
+        self._endpoints.discard(ep)
+        for family, dialing in list(self._dialing.items()):
+            if dialing is ep:
+                del self._dialing[family]
 
     async def listen(self, addr: Multiaddr, handler: CapableHandler) -> QuicListener:
         host, port = parse_quic_multiaddr(addr)
@@ -159,16 +169,22 @@ class QuicTransport:
             peer = PeerId.from_string(pid) if pid is not None else None
         ep = self._endpoint_for_dial(host)
         if ep is None:
-            try:
-                ep = await self._new_endpoint("::" if ":" in host else "0.0.0.0", 0)
-            except OSError as e:
-                raise DialError(f"cannot open a UDP socket to dial {addr}: {e}") from e
+            # not listening on this family: one socket shared by the dials (as go-libp2p's quicreuse), kept
+            # config.dial_socket_linger seconds after its last connection ends
+            family = "ip6" if ":" in host else "ip4"
+            ep = self._dialing.get(family)
+            if ep is None or ep.closed:
+                try:
+                    ep = await self._new_endpoint("::" if family == "ip6" else "0.0.0.0", 0)
+                except OSError as e:
+                    raise DialError(f"cannot open a UDP socket to dial {addr}: {e}") from e
+                ep.dial_only = True
+                self._dialing[family] = ep
         sockaddr: tuple[Any, ...] = (host, port, 0, 0) if ":" in host else (host, port)
         try:
             return await ep.dial(sockaddr, peer)
         finally:
-            if ep.num_connections == 0 and ep.accept is None:
-                ep.close()
+            ep.release_if_idle()
 
     async def close(self) -> None:
         for ep in list(self._endpoints):
