@@ -81,16 +81,16 @@ async def test_ping_forgets_its_stream_when_the_connection_closes() -> None:
 async def test_stream_resources_are_released_when_the_connection_closes_as_the_stream_opens(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The connection ends between the open completing and new_stream resuming (it closed while the answer
-    was in flight): the stream is finished with the connection, and its resource scope released."""
-    cfg = SwarmConfig(lazy_negotiation_max_idle=0)  # negotiate in full: the open runs in its own task
+    """The connection ends right as the open completes (it closed while the answer was in flight): the
+    stream is finished with the connection, and its resource scope released."""
+    cfg = SwarmConfig(lazy_negotiation_max_idle=0)  # negotiate in full
     real_open = connection_mod.Connection.open_stream
 
     async def open_then_lose_the_connection(
         self: connection_mod.Connection, *args: object, **kwargs: object
     ) -> connection_mod.Stream:
         s = await real_open(self, *args, **kwargs)  # type: ignore[arg-type]
-        asyncio.get_running_loop().call_soon(self.abort)  # runs before the opener resumes
+        asyncio.get_running_loop().call_soon(self.abort)  # runs as the opener gets the stream
         return s
 
     async with asyncio.timeout(10):
@@ -102,6 +102,7 @@ async def test_stream_resources_are_released_when_the_connection_closes_as_the_s
             closed: list[ev.StreamClosed] = []
             b.on(ev.StreamClosed, closed.append)
             s = await b.new_stream(peer, [ECHO])
+            await asyncio.sleep(0)  # the abort
             assert s.is_closed() and s.conn.is_closed()
             assert b.swarm.resources.stats()["streams"] == 0, b.swarm.resources.stats()
             assert len(closed) == 1

@@ -882,24 +882,27 @@ class Swarm:
                     raise
                 scope.set_protocol(stream.protocol)
                 return stream
-        # The scope rides on the stream from its creation: the connection may close (and finish its streams)
-        # between the open task completing and this coroutine resuming.
-        task = asyncio.ensure_future(
-            conn.open_stream(protocols, timeout=timeout, on_done=self._stream_done, scope=scope)
-        )
+        # The open runs in the caller's task (no task of its own to wait on: the answer resumes the caller in
+        # the loop iteration it arrives in, not two iterations later, behind whatever else became ready); a
+        # timer starts the probe if it is still running after stream_probe_delay. The scope rides on the
+        # stream from its creation: the connection may close (and finish its streams) meanwhile.
         probe: asyncio.Future[None] | None = None
+
+        def start_probe() -> None:
+            nonlocal probe
+            probe = asyncio.ensure_future(self._check_liveness(conn))
+
+        timer = asyncio.get_running_loop().call_later(self.config.stream_probe_delay, start_probe)
         try:
-            done, _ = await asyncio.wait({task}, timeout=self.config.stream_probe_delay)
-            if not done:
-                probe = asyncio.ensure_future(self._check_liveness(conn))
-            stream = await task
+            # on any failure (cancellation included) open_stream resets the half-made stream itself
+            stream = await conn.open_stream(
+                protocols, timeout=timeout, on_done=self._stream_done, scope=scope
+            )
         except BaseException:
-            task.cancel()
-            if task.done() and not task.cancelled() and task.exception() is None:
-                await task.result().reset()  # opened, but our caller is gone (cancelled): give it back
             scope.done()
             raise
         finally:
+            timer.cancel()
             if probe is not None:
                 probe.cancel()
         scope.set_protocol(stream.protocol)
