@@ -206,6 +206,10 @@ class IdentifyService:
             try:
                 stream = await conn.open_stream([PROTOCOL_ID], timeout=self.timeout)
                 data = await stream.read_all(MAX_MESSAGE_SIZE * MAX_MESSAGES + 64, timeout=self.timeout)
+                # On a fresh connection the answer tends to arrive with the first application data (the
+                # reply to the first stream the user opened): let the tasks woken with it run first, the
+                # bookkeeping below is nobody's round trip.
+                await asyncio.sleep(0)
                 await stream.close()
                 msg = decode_messages(data)
                 info = self._consume(conn.remote_peer, conn, msg, push=False)
