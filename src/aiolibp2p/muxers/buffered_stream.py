@@ -107,6 +107,8 @@ class BufferedStream(ABC):
     # -- reading ----------------------------------------------------------------------------------------
     async def _wait_readable(self) -> None:
         self._before_read_wait()
+        if self._buf or self._eof or self._error is not None:
+            return  # the hook's flush brought news (input, EOF, a reset): the caller looks again
         self._read_waiter = fut = asyncio.get_running_loop().create_future()
         try:
             await fut
@@ -173,6 +175,8 @@ class BufferedStream(ABC):
             if self._eof:
                 raise asyncio.IncompleteReadError(bytes(parts), n)
             self._before_read_wait()
+            if self._buf or self._eof or self._error is not None:
+                continue  # the hook's flush brought news (input, EOF, a reset): look again
             self._read_waiter = fut = asyncio.get_running_loop().create_future()
             try:
                 await fut

@@ -11,7 +11,8 @@ yamux over TCP is not affected); ``tests/interop/test_js_quic.py`` covers it.
 
 No task per connection or stream: the endpoint feeds datagrams in, the engine's events are dispatched at once,
 and a single coalesced ``transmit``, deferred ``QuicConfig.transmit_coalesce`` loop iterations, sends what the
-engine produced: what the tasks woken by one datagram answer leaves in one datagram. One
+engine produced: what the tasks woken by one datagram answer leaves in one datagram. A stream about to wait
+for input sends at once instead (its peer may be waiting on what it wrote). One
 ``call_at`` timer follows the engine's next deadline (loss detection, idle), another sends keep-alive PINGs.
 """
 
@@ -59,9 +60,12 @@ class QuicStream(BufferedStream):
         self._send_done = False  # FIN or RESET_STREAM queued: the engine's send side is finished
         self._read_done = False  # FIN or RESET_STREAM received, or STOP_SENDING sent
 
-    # -- BufferedStream hook --------------------------------------------------------------------------
+    # -- BufferedStream hooks -------------------------------------------------------------------------
     def _consumed(self, n: int) -> None:
         self._conn._credit(self._stream_id, n)
+
+    def _before_read_wait(self) -> None:
+        self._conn._flush_before_wait()
 
     # -- writing --------------------------------------------------------------------------------------------
     async def write(self, data: bytes | bytearray | memoryview) -> None:
@@ -300,6 +304,13 @@ class QuicConnection:
         if iterations > 0:
             self._transmit_handle = self._loop.call_soon(self._transmit_after, iterations - 1)
         else:
+            self._transmit()
+
+    def _flush_before_wait(self) -> None:
+        """A stream is about to wait for input: what was written leaves now rather than after the coalescing
+        turns, since its peer may be waiting on it to answer (writes with no read between them still share
+        datagrams)."""
+        if self._transmit_handle is not None:
             self._transmit()
 
     def _transmit(self) -> None:
