@@ -174,14 +174,7 @@ class BufferedStream(ABC):
                 raise err
             if self._eof:
                 raise asyncio.IncompleteReadError(bytes(parts), n)
-            self._before_read_wait()
-            if self._buf or self._eof or self._error is not None:
-                continue  # the hook's flush brought news (input, EOF, a reset): look again
-            self._read_waiter = fut = asyncio.get_running_loop().create_future()
-            try:
-                await fut
-            finally:
-                self._read_waiter = None
+            await self._wait_readable()
             if self._discard:
                 raise StreamClosed(f"stream {self._stream_id} is closed for reading")
 

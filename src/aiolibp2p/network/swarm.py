@@ -331,9 +331,8 @@ class Swarm:
             if t is None:
                 raise NoTransportForAddress(f"no transport can listen on {addr}")
             if is_capable(t):
-                if hasattr(
-                    t, "accept_filter"
-                ):  # checks a new remote before any handshake work (WebRTC-direct)
+                # a transport that can check a new remote before any handshake work (WebRTC-direct)
+                if hasattr(t, "accept_filter"):
                     t.accept_filter = self.gater.allow_accept
                 listener = await t.listen(addr, self._make_capable_inbound_handler(t.name))
             else:

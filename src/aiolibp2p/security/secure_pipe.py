@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections import deque
+from collections.abc import Callable
 from typing import ClassVar, Final
 
 from ..core.pipe import Pipe, PipeReceiver
@@ -42,6 +43,7 @@ class SecurePipe(ABC):
         "_lost_reported",
         "_pending",
         "_raw",
+        "_raw_write_blocked",
         "_receiver",
     )
 
@@ -49,6 +51,7 @@ class SecurePipe(ABC):
 
     def __init__(self, raw: Pipe) -> None:
         self._raw = raw
+        self._raw_write_blocked: Callable[[], bool] | None = getattr(raw, "write_blocked", None)
         self._loop = asyncio.get_running_loop()
         self._receiver: PipeReceiver | None = None
         self._backlog: deque[bytes] = deque()
@@ -189,8 +192,8 @@ class SecurePipe(ABC):
         """True when :meth:`drain` would wait or raise; a raw pipe that cannot tell counts as blocked."""
         if self._lost:
             return True
-        blocked = getattr(self._raw, "write_blocked", None)
-        return True if blocked is None else bool(blocked())
+        blocked = self._raw_write_blocked
+        return True if blocked is None else blocked()
 
     async def drain(self) -> None:
         if self._lost:

@@ -17,7 +17,7 @@ from typing import Final
 from cryptography.exceptions import InvalidTag
 
 from ...exceptions import CryptoError, DecodeError, MessageTooLarge
-from .handshake import _NONCE, MAX_MESSAGE_LEN, MAX_NONCE, TAG_LEN, CipherState
+from .handshake import MAX_MESSAGE_LEN, TAG_LEN, CipherState
 
 __all__ = [
     "FRAME_HEADER_LEN",
@@ -61,14 +61,9 @@ class NoiseFrameEncoder:
         assert aead is not None
         n = len(data)
         if 0 < n <= _SMALL and (type(data) is bytes or type(data) is bytearray):
-            # One small frame (the common case: a message, a muxer's control frames): no views, the nonce
-            # inlined. Larger frames are encrypted in place below (no copy of the ciphertext).
-            nonce = cipher.n
-            if nonce >= MAX_NONCE:
-                raise CryptoError("Noise nonce exhausted: the connection must be closed")
-            cipher.n = nonce + 1
+            # One small frame (the common case: a message, a muxer's control frames): no views. Larger frames are encrypted in place below (no copy of the ciphertext).
             out = bytearray(_LEN.pack(n + TAG_LEN))
-            out += aead.encrypt(_NONCE.pack(nonce), data, None)
+            out += aead.encrypt(cipher.next_nonce(), data, None)
             return out
         next_nonce = cipher.next_nonce
         with memoryview(data) as src:
@@ -148,12 +143,9 @@ class NoiseFrameDecoder:
             and (type(data) is bytes or type(data) is bytearray)
         ):
             # Exactly one whole frame (the common case for small messages): decrypt it without the loop.
-            nonce = cipher.n
-            if nonce >= MAX_NONCE:
-                raise CryptoError("Noise nonce exhausted: the connection must be closed")
-            cipher.n = nonce + 1
+            nonce = cipher.next_nonce()
             try:
-                return aead.decrypt(_NONCE.pack(nonce), memoryview(data)[FRAME_HEADER_LEN:], None)
+                return aead.decrypt(nonce, memoryview(data)[FRAME_HEADER_LEN:], None)
             except InvalidTag:
                 raise self._fail("Noise frame failed authentication") from None
         out: list[bytes] = []

@@ -107,9 +107,8 @@ class QuicTransport:
         self._reset_key = stateless_reset_key(private_key)
         self._listening: set[QuicEndpoint] = set()
         self._endpoints: set[QuicEndpoint] = set()
-        self._dialing: dict[
-            str, QuicEndpoint
-        ] = {}  # "ip4"/"ip6" -> the socket dials share when not listening
+        # "ip4"/"ip6" -> the socket dials share when not listening
+        self._dialing: dict[str, QuicEndpoint] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     def can_dial(self, addr: Multiaddr) -> bool:
