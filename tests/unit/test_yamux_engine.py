@@ -471,3 +471,94 @@ def test_fin_on_unknown_stream_is_ignored() -> None:
     s = YamuxEngine(False)
     assert s.receive_data(encode_header(TYPE_DATA, FLAG_FIN, 9, 0)) == []
     assert s.receive_data(encode_header(TYPE_WINDOW_UPDATE, FLAG_RST, 9, 0)) == []
+
+
+# --- the one-frame fast path ---------------------------------------------------------------------------
+
+
+def _receive_fast_first(e: YamuxEngine, chunk: bytes) -> list[YamuxEvent]:
+    """What YamuxSession does with a received chunk: the one-frame fast path, else the general path."""
+    sid = e.receive_data_frame(chunk)
+    if sid:
+        return [DataReceived(sid, memoryview(chunk)[12:])]
+    return e.receive_data(chunk)
+
+
+def _comparable(events: list[YamuxEvent]) -> tuple[list[object], dict[int, bytes]]:
+    others, data = _normalise(events)
+    return [str(e.error) if isinstance(e, ProtocolError) else e for e in others], data
+
+
+def _stream_state(e: YamuxEngine) -> dict[int, tuple[object, ...]]:
+    return {
+        sid: tuple(getattr(st, name) for name in type(st).__slots__)
+        for sid, st in e._streams.items()  # the state both paths must leave identical
+    }
+
+
+def _two_servers() -> tuple[YamuxEngine, YamuxEngine]:
+    """Two servers in the same state: streams 1 and 3 open (3 half-closed by the peer), 5 reset."""
+    out = []
+    for _ in range(2):
+        c, s = YamuxEngine(True), YamuxEngine(False)
+        for _ in range(3):
+            c.open_stream()
+        c.send_fin(3)
+        c.send_reset(5)
+        pump(c, s)
+        out.append(s)
+    return out[0], out[1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([TYPE_DATA] * 6 + [TYPE_WINDOW_UPDATE, TYPE_PING]),
+            st.sampled_from([0] * 8 + [FLAG_SYN, FLAG_ACK, FLAG_FIN, FLAG_RST]),
+            st.sampled_from([1] * 6 + [0, 2, 3, 5, 7]),
+            st.integers(min_value=0, max_value=40) | st.just(DEFAULT_WINDOW),
+            st.just(0) | st.integers(min_value=-3, max_value=3),
+        ),
+        max_size=20,
+    )
+)
+def test_fast_path_agrees_with_receive_data(spec: list[tuple[int, int, int, int, int]]) -> None:
+    # Each chunk is one frame, sometimes cut short or with extra bytes; the fast path must leave the same
+    # events, output and stream state as receive_data alone.
+    ref, fast = _two_servers()
+    carry = b""
+    for ftype, flags, sid, length, skew in spec:
+        frame = encode_header(ftype, flags, sid, length) + (bytes(length) if ftype == TYPE_DATA else b"")
+        frame = carry + frame
+        cut = max(0, len(frame) + skew) if skew < 0 else len(frame)
+        chunk, carry = frame[:cut], frame[cut:]
+        if skew > 0:
+            chunk += bytes(skew)  # trailing garbage: the next frame header starts with it
+        ev_ref = _comparable(ref.receive_data(chunk))
+        ev_fast = _comparable(_receive_fast_first(fast, chunk))
+        assert ev_fast == ev_ref
+        assert bytes(fast.data_to_send()) == bytes(ref.data_to_send())
+        assert _stream_state(fast) == _stream_state(ref)
+        assert fast.is_dead == ref.is_dead
+
+
+def test_fast_path_takes_only_a_whole_flagless_data_frame_within_the_window() -> None:
+    _, s = _two_servers()
+    ok = encode_header(TYPE_DATA, 0, 1, 4) + b"ping"
+    assert s.receive_data_frame(ok) == 1
+    assert s.recv_window(1) == DEFAULT_WINDOW
+    for chunk in (
+        ok[:-1],  # cut short
+        ok + b"x",  # more than one frame
+        encode_header(TYPE_DATA, FLAG_FIN, 1, 4) + b"ping",  # flags
+        encode_header(TYPE_DATA, 0, 1, 0),  # no payload
+        encode_header(TYPE_DATA, 0, 3, 4) + b"ping",  # the peer closed stream 3
+        encode_header(TYPE_DATA, 0, 9, 4) + b"ping",  # unknown stream
+        encode_header(TYPE_WINDOW_UPDATE, 0, 1, 4) + b"ping",
+        encode_header(TYPE_DATA, 0, 1, DEFAULT_WINDOW) + bytes(DEFAULT_WINDOW),  # beyond the credit left
+    ):
+        assert s.receive_data_frame(chunk) == 0
+    # a frame header split over chunks is pending: the next chunk must take the general path
+    s.receive_data(ok[:5])
+    assert s.receive_data_frame(ok) == 0

@@ -25,13 +25,17 @@ class BufferedStream(ABC):
         "_discard",
         "_eof",
         "_error",
+        "_loop",
         "_read_waiter",
         "_stream_id",
         "_write_closed",
         "_write_waiter",
     )
 
-    def __init__(self, stream_id: int, direction: Direction) -> None:
+    def __init__(
+        self, stream_id: int, direction: Direction, loop: asyncio.AbstractEventLoop | None = None
+    ) -> None:
+        self._loop = loop if loop is not None else asyncio.get_running_loop()
         self._stream_id = stream_id
         self._direction = direction
         self._buf = bytearray()
@@ -105,18 +109,18 @@ class BufferedStream(ABC):
         """Hook: a reader is about to wait for input (a muxer stream sends its session's queued output)."""
 
     # -- reading ----------------------------------------------------------------------------------------
-    async def _wait_readable(self) -> None:
+    def _read_wait(self) -> asyncio.Future[None] | None:
+        """The future a reader awaits (then clears ``_read_waiter``), or None when there is news to look at
+        first: the hook's flush brought input, EOF or a reset. A plain method, not a coroutine: one coroutine
+        layer less on every read that waits (~0.2 us)."""
         self._before_read_wait()
         if self._buf or self._eof or self._error is not None:
-            return  # the hook's flush brought news (input, EOF, a reset): the caller looks again
-        self._read_waiter = fut = asyncio.get_running_loop().create_future()
-        try:
-            await fut
-        finally:
-            self._read_waiter = None
+            return None
+        self._read_waiter = fut = self._loop.create_future()
+        return fut
 
     async def _wait_writable(self) -> None:
-        self._write_waiter = fut = asyncio.get_running_loop().create_future()
+        self._write_waiter = fut = self._loop.create_future()
         try:
             await fut
         finally:
@@ -150,7 +154,12 @@ class BufferedStream(ABC):
                 raise err
             if self._eof:
                 return b""
-            await self._wait_readable()
+            fut = self._read_wait()
+            if fut is not None:
+                try:
+                    await fut
+                finally:
+                    self._read_waiter = None
             if self._discard:
                 raise StreamClosed(f"stream {self._stream_id} is closed for reading")
         return self._take(max_bytes)
@@ -161,11 +170,12 @@ class BufferedStream(ABC):
         if n < 0:
             raise ValueError("n must be non-negative")
         self._check_readable()
-        if len(self._buf) >= n:
+        buf = self._buf
+        if len(buf) >= n:
             return self._take(n)
         parts = bytearray()
         while True:
-            if self._buf:
+            if buf:
                 parts += self._take(n - len(parts))
                 if len(parts) >= n:
                     return bytes(parts)
@@ -174,9 +184,16 @@ class BufferedStream(ABC):
                 raise err
             if self._eof:
                 raise asyncio.IncompleteReadError(bytes(parts), n)
-            await self._wait_readable()
+            fut = self._read_wait()
+            if fut is not None:
+                try:
+                    await fut
+                finally:
+                    self._read_waiter = None
             if self._discard:
                 raise StreamClosed(f"stream {self._stream_id} is closed for reading")
+            if not parts and len(buf) >= n:
+                return self._take(n)  # the whole message arrived at once (the common case): no joining
 
     def _close_read(self) -> None:
         """Stop reading: drop (and credit) buffered and future input."""

@@ -33,7 +33,7 @@ class MplexStream(SessionStream):
     __slots__ = ("_key", "_session")
 
     def __init__(self, session: MplexSession, key: StreamKey) -> None:
-        super().__init__(key.id, Direction.OUTBOUND if key.local else Direction.INBOUND)
+        super().__init__(key.id, Direction.OUTBOUND if key.local else Direction.INBOUND, session._loop)
         self._session = session
         self._key = key
 

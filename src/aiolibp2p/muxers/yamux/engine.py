@@ -351,7 +351,9 @@ class YamuxEngine:
     def send_data(self, stream_id: int, data: bytes | bytearray | memoryview) -> int:
         """Queue as much of ``data`` as the peer's window allows; returns the number of bytes accepted
         (0 when the window is exhausted: wait for :class:`WindowUpdated`)."""
-        st = self._stream_for_send(stream_id)
+        st = self._streams.get(stream_id)
+        if st is None or st.local_closed or self.error is not None:
+            st = self._stream_for_send(stream_id)  # raises the typed error
         n = min(len(data), st.send_window)
         if n <= 0:
             return 0
@@ -438,6 +440,24 @@ class YamuxEngine:
         self._out += _pack_header(VERSION, TYPE_GO_AWAY, 0, 0, code & MAX_U32)
 
     # -- receiving --------------------------------------------------------------------------------------
+    def receive_data_frame(self, data: bytes | bytearray) -> int:
+        """The fast path of :meth:`receive_data` for a chunk that is exactly one flagless Data frame with a
+        payload, on an open stream and within its window (a small message: the common case). Returns the
+        stream id, whose payload is ``data[HEADER_SIZE:]``; 0 when the chunk needs :meth:`receive_data`
+        (then nothing was consumed). Never queues output."""
+        n = len(data) - HEADER_SIZE
+        if n <= 0 or self._payload_left or self._hbuf or self.error is not None:
+            return 0
+        sid: int
+        version, ftype, flags, sid, length = _unpack_header(data)
+        if length != n or version or ftype or flags:
+            return 0
+        st = self._streams.get(sid)
+        if st is None or st.remote_closed or n > st.recv_credit:
+            return 0
+        st.recv_credit -= n
+        return sid
+
     def receive_data(self, data: bytes | bytearray | memoryview, now: float = 0.0) -> list[YamuxEvent]:
         """Process received bytes; return the events they caused. Never raises on bad input: a violation
         queues GoAway(protocol error) and returns a :class:`ProtocolError` event."""

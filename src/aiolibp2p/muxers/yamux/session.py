@@ -19,6 +19,7 @@ from ...exceptions import ConnectionClosed, ResourceLimitExceeded, StreamReset
 from ..session_base import FLUSH_NOW_BYTES, MuxerSession, SessionStream
 from .engine import (
     GOAWAY_NORMAL,
+    HEADER_SIZE,
     PROTOCOL_ID,
     DataReceived,
     GoAwayReceived,
@@ -35,6 +36,8 @@ from .engine import (
 
 __all__ = ["YamuxMuxer", "YamuxSession", "YamuxStream"]
 
+_COPY_PAYLOAD_MAX = 4096  # a one-frame chunk up to this size hands its payload on as a copy, larger as a view
+
 
 class YamuxStream(SessionStream):
     """One yamux stream. Reads credit the peer as bytes are consumed; writes wait for the peer's window
@@ -43,7 +46,7 @@ class YamuxStream(SessionStream):
     __slots__ = ("_session",)
 
     def __init__(self, session: YamuxSession, stream_id: int, direction: Direction) -> None:
-        super().__init__(stream_id, direction)
+        super().__init__(stream_id, direction, session._loop)
         self._session = session
 
     def _consumed(self, n: int) -> None:
@@ -155,6 +158,14 @@ class YamuxSession(MuxerSession[int, YamuxStream, YamuxEngine]):
         self._last_rx = now
         engine = self._engine
         streams = self._streams
+        sid = engine.receive_data_frame(data)
+        if sid:
+            s = streams.get(sid)
+            if s is not None:
+                s.feed(
+                    data[HEADER_SIZE:] if len(data) <= _COPY_PAYLOAD_MAX else memoryview(data)[HEADER_SIZE:]
+                )
+            return
         for ev in engine.receive_data(data, now):
             if isinstance(ev, DataReceived):
                 s = streams.get(ev.stream_id)

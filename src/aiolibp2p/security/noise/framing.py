@@ -145,7 +145,9 @@ class NoiseFrameDecoder:
             # Exactly one whole frame (the common case for small messages): decrypt it without the loop.
             nonce = cipher.next_nonce()
             try:
-                return aead.decrypt(nonce, memoryview(data)[FRAME_HEADER_LEN:], None)
+                # A small frame's ciphertext is sliced off as a copy: cheaper than a view (~0.15 us) below ~4 KiB.
+                ct = data[FRAME_HEADER_LEN:] if end <= _SMALL else memoryview(data)[FRAME_HEADER_LEN:]
+                return aead.decrypt(nonce, ct, None)
             except InvalidTag:
                 raise self._fail("Noise frame failed authentication") from None
         out: list[bytes] = []
