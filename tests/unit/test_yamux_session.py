@@ -470,3 +470,32 @@ async def test_a_reader_about_to_wait_sends_what_its_task_wrote(pair: tuple[Side
     await wait_for(lambda: len(senders) == 2)
     assert senders[1] is None  # the deferred flush, outside any task
     assert await srv.readexactly(2) == b"ab"
+
+
+@pytest.mark.parametrize("lost_first", [True, False], ids=["pipe-end-arrives", "pipe-end-never-arrives"])
+async def test_a_reader_flushing_into_a_closing_pipe_leaves_the_end_to_the_pipe(
+    pair: tuple[Side, Side], lost_first: bool
+) -> None:
+    """The before-wait flush into a pipe already closing from below does not end the session with the write's
+    error at once: the pipe's own end (with its cause) reported in the same turn wins; without it, the
+    session ends with the write's error a turn later (what the deferred flush would have done)."""
+    c, s = pair
+    st = await c.session.open_stream()
+    await s.accept()
+    await wait_for(lambda: not c.session._flush_scheduled)
+
+    async def request() -> bytes:
+        await st.write(b"x")
+        c.pipe._closing = True  # closing from below (as a transport between its close and connection_lost)
+        return await st.read()
+
+    reader = asyncio.ensure_future(request())
+    await asyncio.sleep(0)  # the reader flushed into the closing pipe and waits
+    assert not reader.done() and not c.session.is_closed()
+    if lost_first:
+        c.session.pipe_connection_lost(OSError("connection reset by peer"))
+    async with asyncio.timeout(5):
+        with pytest.raises(ConnectionClosed) as info:
+            await reader
+    assert info.value.cause == ("error" if lost_first else "local-closed")
+    assert c.session.is_closed()

@@ -246,11 +246,13 @@ class LazyNegotiatedStream:
         return self.stream.direction
 
     async def read(self, max_bytes: int = 65536) -> bytes:
-        await self.verify()
+        if not self._verified:
+            await self.verify()
         return await self.stream.read(max_bytes)
 
     async def readexactly(self, n: int) -> bytes:
-        await self.verify()
+        if not self._verified:
+            await self.verify()
         return await self.stream.readexactly(n)
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:

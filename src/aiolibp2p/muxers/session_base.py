@@ -152,12 +152,23 @@ class MuxerSession(Generic[K, S, E]):
         """A stream of this session is about to wait for input: what its task queued goes out now rather than
         when the loop turns. A request is sent before its reader sleeps (ping, RPCs: one loop iteration and
         its poll less per round trip), while writes made without reading in between still coalesce."""
-        if self._flush_scheduled and not self._pipe.is_closing():
-            # (A pipe already closing from below keeps the deferred flush: its end is reported with its cause.)
-            h = self._flush_handle
-            if h is not None:
-                h.cancel()
-            self._flush()
+        if not self._flush_scheduled:
+            return
+        h = self._flush_handle
+        if h is not None:
+            h.cancel()
+        self._flush_scheduled = False
+        self._flush_handle = None
+        if self._closed:
+            return
+        data = self._engine.data_to_send()
+        if data:
+            try:
+                self._pipe_write(data)
+            except ConnectionClosed as exc:
+                # A pipe closing from below reports its end, with its cause, when that arrives: the session
+                # fails with this error only if it has not by the next turn (as the deferred flush would).
+                self._loop.call_soon(self._fail, exc)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -172,9 +183,10 @@ class MuxerSession(Generic[K, S, E]):
                 self._fail(exc)
 
     def _drain_needed(self) -> bool:
-        """False when :meth:`_drain` would return at once (nothing large queued, the pipe not blocked): writers
-        then skip the await chain down to the raw pipe."""
-        if self._engine.pending_output >= FLUSH_NOW_BYTES or self._closed:
+        """False when :meth:`_drain` would return at once (the pipe not blocked): writers then skip the await
+        chain down to the raw pipe. (Queued output never stays at :data:`FLUSH_NOW_BYTES` or more: the
+        subclasses' ``_send_data`` flush it at once.)"""
+        if self._closed:
             return True
         blocked = self._pipe_write_blocked
         return True if blocked is None else blocked()

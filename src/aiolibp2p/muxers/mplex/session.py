@@ -51,7 +51,8 @@ class MplexStream(SessionStream):
             mv = mv.cast("B")
         if mv:
             self._session._send_data(self._key, mv)
-        await self._session._drain()
+        if self._session._drain_needed():
+            await self._session._drain()
 
     def _before_read_wait(self) -> None:
         self._session._flush_before_wait()

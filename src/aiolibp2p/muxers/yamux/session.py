@@ -50,10 +50,15 @@ class YamuxStream(SessionStream):
         self._session = session
 
     def _consumed(self, n: int) -> None:
-        self._session._acknowledge(self._stream_id, n)
+        session = self._session
+        if not session._closed and session._engine.acknowledge_received_data(
+            self._stream_id, n, session._loop.time()
+        ):
+            session._schedule_flush()
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
-        self._check_writable()
+        if self._error is not None or self._write_closed:
+            self._check_writable()  # raises
         session = self._session
         if type(data) is bytes and data:
             # Fast path: bytes the peer's window takes whole (a small message, the common case).
@@ -285,12 +290,6 @@ class YamuxSession(MuxerSession[int, YamuxStream, YamuxEngine]):
         self._streams.pop(stream.stream_id, None)
         self._wake_openers()
         self._schedule_flush()
-
-    def _acknowledge(self, sid: int, n: int) -> None:
-        if self._closed:
-            return
-        if self._engine.acknowledge_received_data(sid, n, self._loop.time()):
-            self._schedule_flush()
 
     def _keepalive_tick(self) -> None:
         self._keepalive_handle = None

@@ -69,7 +69,11 @@ class NoisePipe(SecurePipe):
             self._fail(exc)
             return
         if plaintext:
-            self._deliver(plaintext)
+            r = self._receiver
+            if r is not None and not self._backlog:
+                r.pipe_data_received(plaintext)  # _deliver's common case, one call less per message
+            else:
+                self._deliver(plaintext)
 
     def pipe_eof_received(self) -> None:
         if self._error is not None or self._lost:
