@@ -54,17 +54,16 @@ class NoiseFrameEncoder:
             raise CryptoError("Noise transport encoder needs a keyed CipherState")
         self._cipher = cipher
 
-    def encode(self, data: bytes | bytearray | memoryview) -> bytearray:
+    def encode(self, data: bytes | bytearray | memoryview) -> bytes | bytearray:
         """Encrypt ``data`` (any length) into back-to-back frames, returned in one buffer."""
         cipher = self._cipher
         aead = cipher.aead
         assert aead is not None
         n = len(data)
         if 0 < n <= _SMALL and (type(data) is bytes or type(data) is bytearray):
-            # One small frame (the common case: a message, a muxer's control frames): no views. Larger frames are encrypted in place below (no copy of the ciphertext).
-            out = bytearray(_LEN.pack(n + TAG_LEN))
-            out += aead.encrypt(cipher.next_nonce(), data, None)
-            return out
+            # One small frame (the common case: a message, a muxer's control frames): no views, one join.
+            # Larger frames are encrypted in place below (no copy of the ciphertext).
+            return _LEN.pack(n + TAG_LEN) + aead.encrypt(cipher.next_nonce(), data, None)
         next_nonce = cipher.next_nonce
         with memoryview(data) as src:
             n = src.nbytes
@@ -90,7 +89,7 @@ class NoiseFrameEncoder:
                     pos += chunk
         return out
 
-    def encode_frame(self, plaintext: bytes | bytearray | memoryview) -> bytearray:
+    def encode_frame(self, plaintext: bytes | bytearray | memoryview) -> bytes | bytearray:
         """Encrypt exactly one frame (raises MessageTooLarge beyond MAX_PLAINTEXT); empty plaintext allowed."""
         if len(plaintext) > MAX_PLAINTEXT:
             raise MessageTooLarge(f"Noise frame plaintext of {len(plaintext)} bytes exceeds {MAX_PLAINTEXT}")
@@ -98,7 +97,7 @@ class NoiseFrameEncoder:
             aead = self._cipher.aead
             assert aead is not None
             tag = aead.encrypt(self._cipher.next_nonce(), b"", None)
-            return bytearray(TAG_LEN.to_bytes(FRAME_HEADER_LEN, "big") + tag)
+            return TAG_LEN.to_bytes(FRAME_HEADER_LEN, "big") + tag
         return self.encode(plaintext)
 
 

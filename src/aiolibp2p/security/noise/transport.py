@@ -108,18 +108,21 @@ class NoisePipe(SecurePipe):
         self._write_fresh(data)
 
     def write_now(self, data: bytes | bytearray) -> None:
+        if self._closing or self._lost or self._raw.is_closing():
+            raise ConnectionClosed("write on a closed Noise pipe", cause="local-closed")
         if len(data) > MAX_PLAINTEXT:
             # Bulk: whole frames go now and the tail is held to fill the next frame, as write() does (frames
             # cut at each flush instead cost ~20% of download throughput).
             self.write(data)
-            return
-        if self._pending:
+        elif self._pending:
             super().write_now(data)
-            return
-        if self._closing or self._lost or self._raw.is_closing():
-            raise ConnectionClosed("write on a closed Noise pipe", cause="local-closed")
-        if data:
-            self._encrypt(data)
+        elif data:
+            try:  # _encrypt, inlined: this is every muxer flush
+                frames = self._encoder.encode(data)
+            except CryptoError as exc:
+                self._fail(exc)
+                raise ConnectionClosed("Noise send nonce exhausted", cause="error") from exc
+            self._raw.write(frames)
 
     def _write_fresh(self, data: bytes | bytearray | memoryview) -> None:
         # Nothing pending: send whole frames now, keep the tail for coalescing until the loop turns.
