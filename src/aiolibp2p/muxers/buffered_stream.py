@@ -169,7 +169,8 @@ class BufferedStream(ABC):
         the peer) as they arrive, so ``n`` may exceed the flow-control window."""
         if n < 0:
             raise ValueError("n must be non-negative")
-        self._check_readable()
+        if self._discard or self._read_waiter is not None:
+            self._check_readable()  # raises
         buf = self._buf
         if len(buf) >= n:
             return self._take(n)

@@ -27,6 +27,10 @@ __all__ = ["FLUSH_NOW_BYTES", "MuxerEngine", "MuxerSession", "SessionStream"]
 FLUSH_NOW_BYTES = 64 * 1024  # queued output beyond this is written at once instead of at the loop's end
 
 
+def _always_blocked() -> bool:
+    return True
+
+
 class SessionStream(BufferedStream):
     """A muxed stream whose half-close and reset are frames sent by its session. Neither yamux nor mplex
     carries a reset code: ``reset(code)`` keeps ``code`` only on the local :class:`StreamReset`."""
@@ -85,7 +89,8 @@ class MuxerSession(Generic[K, S, E]):
         self._pipe = pipe
         # A pipe that can encrypt/send at once (SecurePipe.write_now): the session's flush is its coalescing.
         self._pipe_write: Callable[[bytearray], None] = getattr(pipe, "write_now", pipe.write)
-        self._pipe_write_blocked: Callable[[], bool] | None = getattr(pipe, "write_blocked", None)
+        # (A pipe that cannot tell whether drain() would wait counts as blocked: writers always drain.)
+        self._pipe_write_blocked: Callable[[], bool] = getattr(pipe, "write_blocked", _always_blocked)
         self._engine = engine
         self._streams: dict[K, S] = {}
         self._pending_inbound: deque[S] = deque()
@@ -186,10 +191,7 @@ class MuxerSession(Generic[K, S, E]):
         """False when :meth:`_drain` would return at once (the pipe not blocked): writers then skip the await
         chain down to the raw pipe. (Queued output never stays at :data:`FLUSH_NOW_BYTES` or more: the
         subclasses' ``_send_data`` flush it at once.)"""
-        if self._closed:
-            return True
-        blocked = self._pipe_write_blocked
-        return True if blocked is None else blocked()
+        return self._closed or self._pipe_write_blocked()
 
     async def _drain(self) -> None:
         if self._engine.pending_output >= FLUSH_NOW_BYTES:

@@ -64,7 +64,7 @@ class YamuxStream(SessionStream):
             # Fast path: bytes the peer's window takes whole (a small message, the common case).
             n = session._send_data(self._stream_id, data)
             if n == len(data):
-                if session._drain_needed():
+                if session._closed or session._pipe_write_blocked():  # session._drain_needed(), inlined
                     await session._drain()
                 return
             data = memoryview(data)[n:]
