@@ -153,6 +153,37 @@ async def test_dials_without_a_listener_share_one_socket_kept_for_a_linger() -> 
         await ct.close()
 
 
+async def test_a_dial_prepares_the_next_dials_first_flight() -> None:
+    """After a dial sends its Initial, its endpoint builds the next dialer engine's first flight (while the
+    dial waits for its peer); the next dial uses it, still checking the peer it expects."""
+    st, ct = QuicTransport(generate_key_pair()), QuicTransport(generate_key_pair())
+    server = Server(st)
+    listener = await st.listen(LOOPBACK, server.handle)
+    try:
+        async with asyncio.timeout(10):
+            a = await ct.dial(listener.listen_addrs[0], st.local_peer)
+            ep = a.endpoint
+            spare = ep._spare.get(True)
+            assert spare is not None and spare._prepared
+            other = generate_key_pair().public_key.peer_id
+            with pytest.raises(PeerIdMismatch):
+                await ct.dial(listener.listen_addrs[0], other)  # on the prepared engine
+            assert ep._spare.get(True) is not spare
+            b = await ct.dial(listener.listen_addrs[0], st.local_peer)
+            assert b.engine is not spare and b.remote_peer == st.local_peer
+            s = await b.open_stream()
+            await s.write(b"ping")
+            await s.close_write()
+            got = await asyncio.wait_for(server.streams.get(), 5)
+            assert await read_until_eof(got) == b"ping"
+        await ct.close()
+        assert not ep._spare  # released with the socket
+    finally:
+        await listener.close()
+        await st.close()
+        await ct.close()
+
+
 async def test_wrong_expected_peer_is_refused_and_server_sees_nothing() -> None:
     st, ct = QuicTransport(generate_key_pair()), QuicTransport(generate_key_pair())
     server = Server(st)

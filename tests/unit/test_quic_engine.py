@@ -121,6 +121,71 @@ def test_dialer_is_ready_when_tls_completes_before_handshake_done() -> None:
     assert b"".join(e.data for e in got) == b"hello" and got[-1].end_stream
 
 
+def test_prepared_dialer_engine_dials_the_address_given_later_with_a_fresh_idle_clock() -> None:
+    """A dialer engine whose first flight was built ahead (``prepare``, no address yet) sends it to the address
+    ``connect`` names, authenticates both sides as usual, and counts its idle timeout from the dial."""
+    ks, kc = generate_key_pair(), generate_key_pair()
+    client = Libp2pQuicEngine(
+        configuration=make_configuration(TlsCertificate.generate(kc), CFG, is_client=True),
+        config=CFG,
+        reset_key=stateless_reset_key(kc),
+    )
+    client.prepare(0.0)
+    dial_at = 1000.0  # long after the preparation
+    client.expected_peer = PeerId.from_public_key(ks.public_key)
+    client.connect(SERVER_ADDR, dial_at)
+    first = client.datagrams_to_send(dial_at)
+    assert first and all(addr == SERVER_ADDR for _, addr in first)
+    timer = client.get_timer()
+    assert timer is not None and timer > dial_at  # not the idle deadline of the preparation time
+    header = pull_quic_header(Buffer(data=first[0][0]), host_cid_length=CFG.connection_id_length)
+    server = Libp2pQuicEngine(
+        configuration=make_configuration(TlsCertificate.generate(ks), CFG, is_client=False),
+        config=CFG,
+        reset_key=stateless_reset_key(ks),
+        original_destination_connection_id=header.destination_cid,
+    )
+    now = dial_at
+    for data, _ in first:
+        server.receive_datagram(data, CLIENT_ADDR, now)
+    for _ in range(10):
+        now += 0.001
+        for src, dst, addr in ((server, client, SERVER_ADDR), (client, server, CLIENT_ADDR)):
+            for data, _ in src.datagrams_to_send(now):
+                dst.receive_datagram(data, addr, now)
+    assert client.handshake_done and server.handshake_done
+    assert client.remote_peer == PeerId.from_public_key(ks.public_key)
+    assert server.remote_peer == PeerId.from_public_key(kc.public_key)
+    assert client._close_at >= dial_at + CFG.effective_idle_timeout - 1
+
+
+def test_prepared_dialer_engine_still_refuses_an_unexpected_peer() -> None:
+    ks, kc = generate_key_pair(), generate_key_pair()
+    client = Libp2pQuicEngine(
+        configuration=make_configuration(TlsCertificate.generate(kc), CFG, is_client=True),
+        config=CFG,
+        reset_key=stateless_reset_key(kc),
+    )
+    client.prepare(0.0)
+    other = generate_key_pair().public_key.peer_id
+    client.expected_peer = other
+    client.connect(SERVER_ADDR, 1.0)
+    first = client.datagrams_to_send(1.0)
+    header = pull_quic_header(Buffer(data=first[0][0]), host_cid_length=CFG.connection_id_length)
+    server = Libp2pQuicEngine(
+        configuration=make_configuration(TlsCertificate.generate(ks), CFG, is_client=False),
+        config=CFG,
+        reset_key=stateless_reset_key(ks),
+        original_destination_connection_id=header.destination_cid,
+    )
+    for data, _ in first:
+        server.receive_datagram(data, CLIENT_ADDR, 1.0)
+    for data, _ in server.datagrams_to_send(1.001):
+        client.receive_datagram(data, SERVER_ADDR, 1.002)
+    assert not client.handshake_done and client.remote_peer is None
+    assert isinstance(client.auth_error, PeerIdMismatch) and client.auth_error.expected == other
+
+
 def test_dialer_refused_by_the_listener_after_tls_completes_is_closed() -> None:
     good = TlsCertificate.generate(generate_key_pair())
     forged = TlsCertificate(

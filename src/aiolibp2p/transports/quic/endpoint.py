@@ -88,6 +88,9 @@ class QuicEndpoint(asyncio.DatagramProtocol):
         # connection, for the next dial to reuse
         self.dial_only = False
         self._idle_close: asyncio.TimerHandle | None = None
+        # loopback? -> a dialer engine with its first flight built ahead (see Libp2pQuicEngine.prepare)
+        self._spare: dict[bool, Libp2pQuicEngine] = {}
+        self._spare_pending: asyncio.Handle | None = None
 
     async def bind(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
@@ -232,16 +235,29 @@ class QuicEndpoint(asyncio.DatagramProtocol):
             return
         self.accept(conn)
 
-    async def dial(self, addr: tuple[Any, ...], peer: PeerId | None) -> QuicConnection:
-        engine = Libp2pQuicEngine(
-            configuration=self._confs[True, _is_loopback(addr)],
-            config=self.config,
-            reset_key=self._reset_key,
-            expected_peer=peer,
+    def _dialer_engine(self, loopback: bool) -> Libp2pQuicEngine:
+        return Libp2pQuicEngine(
+            configuration=self._confs[True, loopback], config=self.config, reset_key=self._reset_key
         )
-        engine.connect(addr, asyncio.get_running_loop().time())
+
+    def _prepare_spare(self, loopback: bool) -> None:
+        self._spare_pending = None
+        if not self.closed and loopback not in self._spare:
+            engine = self._dialer_engine(loopback)
+            engine.prepare(asyncio.get_running_loop().time())
+            self._spare[loopback] = engine
+
+    async def dial(self, addr: tuple[Any, ...], peer: PeerId | None) -> QuicConnection:
+        loop = asyncio.get_running_loop()
+        loopback = _is_loopback(addr)
+        engine = self._spare.pop(loopback, None) or self._dialer_engine(loopback)
+        engine.expected_peer = peer
+        engine.connect(addr, loop.time())
         conn = self._new_connection(engine, addr, Direction.OUTBOUND)
         conn.start()
+        if self._spare_pending is None:
+            # the next dial's first flight, built while this one waits for its peer's answer
+            self._spare_pending = loop.call_soon(self._prepare_spare, loopback)
         try:
             await conn.wait_handshake(self.config.handshake_timeout)
         except BaseException:
@@ -301,6 +317,10 @@ class QuicEndpoint(asyncio.DatagramProtocol):
             return
         self.closed = True
         self.accept = None
+        self._spare.clear()
+        if self._spare_pending is not None:
+            self._spare_pending.cancel()
+            self._spare_pending = None
         if self._idle_close is not None:
             self._idle_close.cancel()
             self._idle_close = None

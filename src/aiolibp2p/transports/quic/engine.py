@@ -15,13 +15,16 @@ in :mod:`.connection` stays thin. This subclass adds, per ``quic/README.md`` and
   X448 shares, each a key generation per dial that no libp2p peer picks over X25519), and both sides offer
   the two SHA-256 cipher suites, AES-128-GCM first (every TLS 1.3 stack implements it, RFC 8446 §9.1; one
   transcript hash less per dial than with AES-256-GCM-SHA384 also offered);
+- a dialer's first flight (TLS context, Initial keys, ClientHello) built ahead of the dial by
+  :meth:`Libp2pQuicEngine.prepare`, since none of it depends on the address;
 - PADDING skipped in C (``bytes.lstrip``): aioquic walks it byte by byte in Python, which costs ~1.5 ms per
   16 KiB Initial datagram on loopback (one per dial, on the listener).
 
 aioquic internals used (pinned by the dependency bound and covered by the tests): ``tls.Context``'s
 handshake-step methods and ``_request_client_certificate``, ``_host_cids``, ``_peer_cid(_available)``,
-``_close_event``, the limit objects, the two ``_write_*_limits`` hooks and ``_handle_padding_frame`` (bound
-into the frame table at construction, so the override is what runs).
+``_close_event``, ``_network_paths``, ``_close_at`` and ``_idle_timeout`` (a prepared engine's dial), the
+limit objects, the two ``_write_*_limits`` hooks and ``_handle_padding_frame`` (bound into the frame table at
+construction, so the override is what runs).
 """
 
 from __future__ import annotations
@@ -37,7 +40,13 @@ from aioquic import tls as aioquic_tls
 from aioquic._buffer import Buffer
 from aioquic.quic import connection as aioquic_connection
 from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.connection import QuicConnection, QuicConnectionId, QuicConnectionState
+from aioquic.quic.connection import (
+    NetworkAddress,
+    QuicConnection,
+    QuicConnectionId,
+    QuicConnectionState,
+    QuicNetworkPath,
+)
 from aioquic.quic.packet import QuicFrameType
 from aioquic.quic.stream import QuicStream as _AioStream
 from aioquic.tls import CipherSuite, Group
@@ -65,6 +74,8 @@ def stateless_reset_key(host_key: PrivateKey) -> bytes:
 def reset_token_for(key: bytes, cid: bytes) -> bytes:
     return hmac.new(key, cid, hashlib.sha256).digest()[:STATELESS_RESET_TOKEN_SIZE]
 
+
+_UNSET_ADDR = ("0.0.0.0", 0)  # the path of a prepared engine until its dial sets the real one
 
 CIPHER_SUITES = [CipherSuite.AES_128_GCM_SHA256, CipherSuite.CHACHA20_POLY1305_SHA256]
 """TLS 1.3 suites offered and accepted, in preference order."""
@@ -123,6 +134,24 @@ class Libp2pQuicEngine(QuicConnection):
         if not self._is_client:
             first = self._host_cids[0]
             first.stateless_reset_token = reset_token_for(reset_key, first.cid)
+        self._prepared = False
+
+    # -- a dialer's first flight, built ahead of the dial -------------------------------------------------
+    def prepare(self, now: float) -> None:
+        """Build the client's TLS context, Initial keys and ClientHello now, before the address is known (none
+        of it depends on the address): :meth:`connect` then only sets the path. The endpoint keeps one engine
+        prepared while it waits on the network, taking ~0.4 ms of Python off the next dial's path."""
+        super().connect(_UNSET_ADDR, now)
+        self._prepared = True
+
+    def connect(self, addr: NetworkAddress, now: float) -> None:
+        if not self._prepared:
+            super().connect(addr, now)
+            return
+        self._prepared = False
+        self._network_paths = [QuicNetworkPath(addr, is_validated=True)]
+        # the idle clock starts with the dial, not with the preparation
+        self._close_at = now + self._idle_timeout()
 
     # -- state the adapter reads ------------------------------------------------------------------------
     @property
