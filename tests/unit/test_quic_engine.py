@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from aioquic._buffer import Buffer
 from aioquic.quic import events as qe
-from aioquic.quic.packet import pull_quic_header
+from aioquic.quic.packet import QuicProtocolVersion, pull_quic_header
 
 from aiolibp2p.crypto.keys import generate_key_pair
 from aiolibp2p.crypto.peer_id import PeerId
@@ -298,3 +298,12 @@ def test_addresses_and_settings() -> None:
     assert QuicConfig().effective_idle_timeout == 30.0
     assert QuicConfig(keep_alive_interval=1.0).effective_idle_timeout == 2.0
     assert QuicConfig(idle_timeout=5.0).effective_idle_timeout == 5.0
+
+
+def test_only_quic_version_1_is_spoken() -> None:
+    """``/quic-v1`` is RFC 9000 version 1: no version 2 Initial keys are derived (nor offered) per connection."""
+    p = Pair()
+    for engine in (p.client, p.server):
+        assert engine._configuration.supported_versions == [QuicProtocolVersion.VERSION_1]
+        assert list(engine._cryptos_initial) == [QuicProtocolVersion.VERSION_1]
+    assert p.client.handshake_done and p.server.handshake_done

@@ -33,7 +33,13 @@ from ...security.tls.certificate import TlsCertificate
 from ..udp import set_socket_buffers
 from .config import QuicConfig
 from .connection import QuicConnection
-from .engine import STATELESS_RESET_TOKEN_SIZE, Libp2pQuicEngine, make_configuration, reset_token_for
+from .engine import (
+    STATELESS_RESET_TOKEN_SIZE,
+    SUPPORTED_VERSIONS,
+    Libp2pQuicEngine,
+    make_configuration,
+    reset_token_for,
+)
 
 __all__ = ["QuicEndpoint", "sockaddr_to_multiaddr"]
 
@@ -41,7 +47,6 @@ log = logging.getLogger(__name__)
 
 _MIN_INITIAL_DATAGRAM = 1200  # RFC 9000 §14.1
 _MIN_RESET_TRIGGER = 1 + 20 + STATELESS_RESET_TOKEN_SIZE  # only answer packets that could be real 1-RTT
-_SUPPORTED_VERSIONS = [QuicProtocolVersion.VERSION_1]
 
 
 _QUIC_V1 = Multiaddr("/quic-v1")
@@ -142,13 +147,13 @@ class QuicEndpoint(asyncio.DatagramProtocol):
             header = pull_quic_header(Buffer(data=data), host_cid_length=cid_len)
         except (ValueError, BufferReadError):
             return
-        if header.version is not None and header.version not in _SUPPORTED_VERSIONS:
+        if header.version is not None and header.version not in SUPPORTED_VERSIONS:
             if len(data) >= _MIN_INITIAL_DATAGRAM and header.version != QuicProtocolVersion.NEGOTIATION:
                 self._send(
                     encode_quic_version_negotiation(
                         source_cid=header.destination_cid,
                         destination_cid=header.source_cid,
-                        supported_versions=list(_SUPPORTED_VERSIONS),
+                        supported_versions=list(SUPPORTED_VERSIONS),
                     ),
                     addr,
                 )

@@ -47,7 +47,7 @@ from aioquic.quic.connection import (
     QuicConnectionState,
     QuicNetworkPath,
 )
-from aioquic.quic.packet import QuicFrameType
+from aioquic.quic.packet import QuicFrameType, QuicProtocolVersion
 from aioquic.quic.stream import QuicStream as _AioStream
 from aioquic.tls import CipherSuite, Group
 from cryptography import x509
@@ -79,6 +79,9 @@ _UNSET_ADDR = ("0.0.0.0", 0)  # the path of a prepared engine until its dial set
 
 CIPHER_SUITES = [CipherSuite.AES_128_GCM_SHA256, CipherSuite.CHACHA20_POLY1305_SHA256]
 """TLS 1.3 suites offered and accepted, in preference order."""
+SUPPORTED_VERSIONS = [QuicProtocolVersion.VERSION_1]
+"""QUIC versions spoken: ``/quic-v1`` is RFC 9000 version 1 only (go-libp2p configures quic-go the same way).
+aioquic would also derive Initial keys for version 2 on every connection, for compatible version negotiation."""
 CLIENT_KEY_SHARE_GROUPS = [Group.X25519, Group.SECP256R1]
 """Groups a dialer sends key shares for (aioquic cannot answer a HelloRetryRequest, so each needs a share)."""
 
@@ -98,6 +101,7 @@ def make_configuration(
         max_stream_data=cfg.stream_receive_window,
         connection_id_length=cfg.connection_id_length,
         cipher_suites=list(CIPHER_SUITES),
+        supported_versions=list(SUPPORTED_VERSIONS),
     )
 
 
