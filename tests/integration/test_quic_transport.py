@@ -184,6 +184,32 @@ async def test_a_dial_prepares_the_next_dials_first_flight() -> None:
         await ct.close()
 
 
+async def test_the_dialers_finished_leaves_before_the_tasks_its_handshake_wakes() -> None:
+    """When TLS completes on the dialer, its Finished is sent at once (not coalesced behind the work of the
+    tasks the completion wakes): by the time the handshake's callbacks run, nothing is left to send."""
+    st, ct = QuicTransport(generate_key_pair()), QuicTransport(generate_key_pair())
+    server = Server(st)
+    listener = await st.listen(LOOPBACK, server.handle)
+    pending: list[int] = []
+    try:
+        async with asyncio.timeout(10):
+            dial = asyncio.ensure_future(ct.dial(listener.listen_addrs[0], st.local_peer))
+            while not ct._endpoints or not next(iter(ct._endpoints))._conns:
+                await asyncio.sleep(0)
+            conn = next(iter(next(iter(ct._endpoints))._conns))
+            loop = asyncio.get_running_loop()
+            conn.handshake.add_done_callback(
+                lambda _: pending.append(len(conn.engine.datagrams_to_send(loop.time())))
+            )
+            assert (await dial) is conn
+            assert pending == [0]
+            assert (await asyncio.wait_for(server.conns.get(), 5)).remote_peer == ct.local_peer
+    finally:
+        await listener.close()
+        await st.close()
+        await ct.close()
+
+
 async def test_wrong_expected_peer_is_refused_and_server_sees_nothing() -> None:
     st, ct = QuicTransport(generate_key_pair()), QuicTransport(generate_key_pair())
     server = Server(st)

@@ -12,7 +12,8 @@ yamux over TCP is not affected); ``tests/interop/test_js_quic.py`` covers it.
 No task per connection or stream: the endpoint feeds datagrams in, the engine's events are dispatched at once,
 and a single coalesced ``transmit``, deferred ``QuicConfig.transmit_coalesce`` loop iterations, sends what the
 engine produced: what the tasks woken by one datagram answer leaves in one datagram. A stream about to wait
-for input sends at once instead (its peer may be waiting on what it wrote). One
+for input sends at once instead (its peer may be waiting on what it wrote), and so does a dialer whose TLS
+handshake just completed (its Finished). One
 ``call_at`` timer follows the engine's next deadline (loss detection, idle), another sends keep-alive PINGs.
 """
 
@@ -291,8 +292,15 @@ class QuicConnection:
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...], now: float) -> None:
         self.engine.receive_datagram(data, addr, now)
+        was_ready = self.handshake.done()
         self._process_events()
-        self.schedule_transmit()
+        if not was_ready and self.handshake.done() and self.direction is Direction.OUTBOUND:
+            # TLS just completed on the dialer: its Finished leaves now, before the tasks the handshake wakes
+            # (the swarm's setup, identify, the caller's first stream) take their turns; the listener then
+            # checks it in parallel with them, and their streams follow in the next coalesced datagram
+            self._transmit()
+        else:
+            self.schedule_transmit()
 
     def schedule_transmit(self) -> None:
         if self._transmit_handle is None and not self.terminated:
