@@ -18,8 +18,9 @@ median and [min-max] over the repetitions. The ``memory`` scenario uses one clie
 aiolibp2p ``conns`` client: N connections from N distinct identities) and reads the listener's RSS from /proc.
 
 Output: a Markdown table on stdout, ``bench/results/latest.json`` and ``latest.md``, and PNG charts in
-``bench/results/`` when matplotlib is installed (``pip install -e .[bench]``). Timings are reported, never
-asserted. Every wait is bounded: a client that fails or hangs is reported as such with the reason.
+``bench/results/`` when matplotlib is installed (``pip install -e .[bench]``). ``--out DIR/NAME`` moves every
+output file (NAME.json, NAME.md, the charts, gossipsub.md/.json/_rates.png, the stderr log) to DIR. Timings are
+reported, never asserted. Every wait is bounded: a client that fails or hangs is reported as such with the reason.
 """
 
 from __future__ import annotations
@@ -74,6 +75,14 @@ TARGETS = {
 
 def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def shown(path: Path) -> str:
+    """``path`` relative to the repository when it is inside it (as the reports name files), else absolute."""
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path.resolve())
 
 
 # -- setting up the implementations ---------------------------------------------------------------------------------
@@ -569,7 +578,7 @@ GOSSIP_FIELDS = (
 
 def scenario_gossipsub(impls, servers, cfg, errlog) -> list[Metric]:  # type: ignore[no-untyped-def]
     """10 hosts of one implementation in one process, full mesh, a swept publish rate (bench/pubsub_bench.py);
-    then aiolibp2p's 50-host network in 5 processes. Writes bench/results/gossipsub.md and .json."""
+    then aiolibp2p's 50-host network in 5 processes. Writes gossipsub.md and .json into cfg["results"]."""
     impls = [i for i in impls if i.name != "tcp-floor"]
     rows: list[dict[str, Any]] = []
     errors: dict[str, str] = {}
@@ -613,7 +622,7 @@ def scenario_gossipsub(impls, servers, cfg, errlog) -> list[Metric]:  # type: ig
             metrics.append(m)
     for name, why in errors.items():
         log(f"gossipsub: {name}: {why}")
-    write_gossip_report(rows, network, errors, cfg)
+    write_gossip_report(rows, network, errors, cfg, cfg["results"])
     return metrics
 
 
@@ -628,8 +637,13 @@ def gossip_verdict(r: dict[str, Any]) -> str:
 
 
 def write_gossip_report(
-    rows: list[dict[str, Any]], network: list[dict[str, Any]], errors: dict[str, str], cfg: dict[str, Any]
+    rows: list[dict[str, Any]],
+    network: list[dict[str, Any]],
+    errors: dict[str, str],
+    cfg: dict[str, Any],
+    results: Path = RESULTS,
 ) -> None:
+    """gossipsub.md, gossipsub.json and gossipsub_rates.png in ``results``."""
     lines = [
         "# GossipSub benchmark",
         "",
@@ -687,17 +701,18 @@ def write_gossip_report(
             )
     if errors:
         lines += ["", "Errors:", ""] + [f"- {k}: {v}" for k, v in errors.items()]
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "gossipsub.md").write_text("\n".join(lines) + "\n")
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "gossipsub.md").write_text("\n".join(lines) + "\n")
     data = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "mesh": rows, "network": network, "errors": errors}
-    (RESULTS / "gossipsub.json").write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
-    log("wrote bench/results/gossipsub.md and gossipsub.json")
-    gossipsub_chart(data)
+    (results / "gossipsub.json").write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    log(f"wrote {shown(results / 'gossipsub.md')} and gossipsub.json")
+    gossipsub_chart(data, results)
 
 
-def gossipsub_chart(data: dict[str, Any]) -> str | None:
-    """bench/results/gossipsub_rates.png: delivery, median latency and CPU per hop against the publish rate,
-    one line per implementation (``python bench/run.py --gossipsub-chart`` redraws it from the JSON)."""
+def gossipsub_chart(data: dict[str, Any], results: Path = RESULTS) -> str | None:
+    """gossipsub_rates.png in ``results`` (bench/results by default): delivery, median latency and CPU per hop
+    against the publish rate, one line per implementation (``python bench/run.py --gossipsub-chart`` redraws it
+    from the JSON)."""
     try:
         import matplotlib
 
@@ -727,11 +742,11 @@ def gossipsub_chart(data: dict[str, Any]) -> str | None:
         ax.tick_params(labelsize=8)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
-    path = RESULTS / "gossipsub_rates.png"
+    path = results / "gossipsub_rates.png"
     fig.savefig(path, dpi=100)
     plt.close(fig)
-    log(f"wrote {path.relative_to(ROOT)}")
-    return str(path.relative_to(ROOT))
+    log(f"wrote {shown(path)}")
+    return shown(path)
 
 
 SCENARIO_FUNCS = {
@@ -817,7 +832,8 @@ def markdown(metrics: list[Metric], impls: list[str], meta: dict[str, Any]) -> s
     return "\n".join(lines)
 
 
-def charts(metrics: list[Metric], impls: list[str]) -> list[str]:
+def charts(metrics: list[Metric], impls: list[str], results: Path = RESULTS) -> list[str]:
+    """One PNG per scenario, ``results``/SCENARIO.png; returns the paths written."""
     try:
         import matplotlib
 
@@ -849,10 +865,10 @@ def charts(metrics: list[Metric], impls: list[str]) -> list[str]:
             if m.scenario in ("dial", "ping") and len(med) > 1 and max(med) / max(min(med), 1e-9) > 20:
                 ax.set_yscale("log")
         fig.tight_layout()
-        path = RESULTS / f"{scen}.png"
+        path = results / f"{scen}.png"
         fig.savefig(path, dpi=100)
         plt.close(fig)
-        written.append(str(path.relative_to(ROOT)))
+        written.append(shown(path))
     return written
 
 
@@ -865,15 +881,21 @@ def main() -> int:
     p.add_argument(
         "--stacks", help=f"comma-separated stacks of the transports scenario: {', '.join(TRANSPORT_STACKS)}"
     )
-    p.add_argument("--out", default=str(RESULTS / "latest"), help="results path prefix (.json and .md)")
+    p.add_argument(
+        "--out",
+        default=str(RESULTS / "latest"),
+        help="results path prefix (.json and .md); the charts and gossipsub files go to its folder too",
+    )
     p.add_argument(
         "--gossipsub-chart",
         action="store_true",
-        help="redraw bench/results/gossipsub_rates.png from its JSON",
+        help="redraw gossipsub_rates.png from gossipsub.json (both in the --out folder, bench/results by default)",
     )
     args = p.parse_args()
+    out = Path(args.out)
+    results = out.parent
     if args.gossipsub_chart:
-        return 0 if gossipsub_chart(json.loads((RESULTS / "gossipsub.json").read_text())) else 1
+        return 0 if gossipsub_chart(json.loads((results / "gossipsub.json").read_text()), results) else 1
     if args.stacks:
         for name in list(TRANSPORT_STACKS):
             if name not in args.stacks.split(","):
@@ -904,9 +926,10 @@ def main() -> int:
         "gossip_seconds": 2.0 if q else 3.0,
         "gossip_drain": 3.0,
         "gossip_timeout": 600.0,
+        "results": results,
     }
-    RESULTS.mkdir(exist_ok=True)
-    errlog = RESULTS / "stderr.log.tmp"
+    results.mkdir(parents=True, exist_ok=True)
+    errlog = results / "stderr.log.tmp"
     errlog.write_text("")
     impls, missing = make_impls(args.impls.split(","))
     for name, why in missing.items():
@@ -916,7 +939,7 @@ def main() -> int:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
         "versions": {i.name: i.version for i in impls},
         "missing": missing,
-        "config": cfg,
+        "config": {k: v for k, v in cfg.items() if k != "results"},
         "stack": "TCP + Noise + yamux on 127.0.0.1; throughput: /perf/1.0.0 (perf spec), 256 KiB writes, "
         "timed by the client from opening the stream to the server's EOF",
         "quick": q,
@@ -957,12 +980,11 @@ def main() -> int:
         )
         + (f"- {meta['floor']}\n" if "tcp-floor" in meta["versions"] else "")
     )
-    pngs = charts(metrics, names)
+    pngs = charts(metrics, names, results)
     md = header + "\n" + table + "\n"
     if pngs:
         md += "\nCharts: " + ", ".join(f"`{x}`" for x in pngs) + "\n"
     print(md)
-    out = Path(args.out)
     data = {
         "meta": meta,
         "targets": TARGETS,
