@@ -39,6 +39,19 @@ async def test_push_updates_protocols_on_the_other_side() -> None:
             assert "/new/1.0.0" not in b.peerstore.get_protocols(peer)
 
 
+async def test_observed_address_is_reported_but_never_advertised() -> None:
+    """The remote's view of our address comes back in IdentifyInfo; with no AutoNAT to confirm it (and our
+    ephemeral TCP port in it) it never enters what we advertise."""
+    async with asyncio.timeout(10):
+        async with aiolibp2p.new_host() as a, aiolibp2p.new_host() as b:
+            before = b.advertised_addrs()
+            peer = await b.connect(a.full_addrs()[0])
+            info = await b.identify(peer)
+            (conn,) = b.connections(peer)
+            assert info.observed_addr == conn.local_addr
+            assert info.observed_addr not in b.advertised_addrs() and b.advertised_addrs() == before
+
+
 def test_split_messages_are_merged() -> None:
     first = identify_pb2.Identify(agentVersion="x", protocols=["/a"]).SerializeToString()
     second = identify_pb2.Identify(signedPeerRecord=b"rec").SerializeToString()

@@ -44,7 +44,6 @@ SPLIT_THRESHOLD = 2 * 1024
 IDENTIFY_TIMEOUT = 10.0
 """Seconds for a whole identify exchange on a connection."""
 PUSH_DEBOUNCE = 0.05
-MAX_OBSERVED_ADDRS = 16
 _OBSERVED_ADDR_TAG = bytes([4 << 3 | 2])  # field 4 (observedAddr), wire type 2 (length-delimited)
 
 
@@ -100,7 +99,6 @@ class IdentifyService:
         self._push_handle: asyncio.TimerHandle | None = None
         self._record_cache: tuple[tuple[bytes, ...], bytes] | None = None
         self._response_cache: tuple[tuple[object, ...], bytes, bytes, bytes] | None = None
-        self.observed_addrs: dict[Multiaddr, int] = {}
 
     def start(self) -> None:
         self.host.set_stream_handler(PROTOCOL_ID, self._handle_identify)
@@ -290,10 +288,9 @@ class IdentifyService:
             ps.add_addrs(peer, info.listen_addrs)
         if msg.HasField("observedAddr"):
             with contextlib.suppress(Libp2pError):
-                obs = Multiaddr.from_bytes(msg.observedAddr, cache=False)  # our ephemeral port, as a rule
-                info.observed_addr = obs
-                if obs in self.observed_addrs or len(self.observed_addrs) < MAX_OBSERVED_ADDRS:
-                    self.observed_addrs[obs] = self.observed_addrs.get(obs, 0) + 1
+                # reported to the caller only: with no AutoNAT to confirm it (and, on TCP, our ephemeral port
+                # as a rule) it is never advertised; an observed-address manager would belong with AutoNAT
+                info.observed_addr = Multiaddr.from_bytes(msg.observedAddr, cache=False)
         return info
 
     # -- push ------------------------------------------------------------------------------------------------------------
