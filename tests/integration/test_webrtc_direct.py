@@ -168,6 +168,26 @@ async def test_v2_dialer_and_v1_dialer_on_one_listener() -> None:
         assert len(srv.connected_peers()) == 2
 
 
+async def test_two_hosts_dialing_each_other_at_once_both_connect() -> None:
+    """Simultaneous dials both ways. Dialing from the listening sockets put both connections on one address
+    pair; UDP routes by address, so each side's checks reached its own dial and both dials ran into the
+    handshake timeout (10 s), every time. Dials now leave from a dial-only socket."""
+    async with asyncio.timeout(20), _host() as a, _host() as b:
+        a.set_stream_handler(ECHO, handle_echo)
+        b.set_stream_handler(ECHO, handle_echo)
+        pa, pb = await asyncio.gather(b.connect(a.full_addrs()[0]), a.connect(b.full_addrs()[0]))
+        assert (pa, pb) == (a.peer_id, b.peer_id)
+        for host, peer in ((a, pb), (b, pa)):
+            s = await host.new_stream(peer, [ECHO])
+            assert await echo_roundtrip(s, 10_000) == 10_000
+        # a dial leaves from an ephemeral port, not from the listening one
+        (listen_a,) = a.listen_addrs
+        for conn in b.connections(a.peer_id):
+            if conn.direction.value == "inbound":
+                assert conn.remote_addr is not None
+                assert conn.remote_addr.value_for_protocol("udp") != listen_a.value_for_protocol("udp")
+
+
 class _WrongPrologue(WebRtcDirectTransport):
     """A dialer whose Noise prologue names other certificates than the DTLS ones (a man in the middle's
     view): the handshake must fail on both sides."""

@@ -29,7 +29,6 @@ from ...crypto.peer_id import PeerId
 from ...exceptions import DecodeError, DialError, MultiaddrError
 from ...multiaddr import Multiaddr
 from ...security.noise.handshake import NoiseHandshake, sign_static_key, x25519_public_bytes
-from ..udp import socket_reaches
 from .certificate import WebRtcCertificate, certhash_to_fingerprint
 from .config import WebRtcDirectConfig
 
@@ -116,6 +115,7 @@ class WebRtcDirectTransport:
         self._identity_sig = sign_static_key(private_key, x25519_public_bytes(self._static_key))
         self._listening: dict[WebRtcEndpoint, CapableHandler] = {}
         self._endpoints: set[WebRtcEndpoint] = set()
+        self._dialing: dict[bool, WebRtcEndpoint] = {}  # IPv6? -> the shared dial-only socket
         self._tasks: set[asyncio.Task[None]] = set()
         self.accept_filter: Callable[[Multiaddr], bool] | None = None
         """Asked with a new remote's address at its first STUN check, before any handshake work (the swarm sets
@@ -207,17 +207,21 @@ class WebRtcDirectTransport:
         self._listening[ep] = handler
         return WebRtcDirectListener(self, ep)
 
-    def _endpoint_for_dial(self, host: str, sockaddr: tuple[Any, ...]) -> WebRtcEndpoint | None:
-        """A listening socket that can reach ``host`` (same family; loopback-bound only for loopback) and has
-        no connection to that remote address yet (the address is what routes DTLS)."""
-        for ep in self._listening:
-            if (
-                not ep.closed
-                and not ep.has_connection_to(sockaddr)
-                and socket_reaches(ep.family, ep.local_sockaddr, host)
-            ):
-                return ep
-        return None
+    async def _endpoint_for_dial(self, sockaddr: tuple[Any, ...]) -> WebRtcEndpoint:
+        """The socket a dial to ``sockaddr`` is made from: the family's shared dial-only socket, or a new one
+        when that socket already has a connection to this remote address (the address is what routes DTLS).
+
+        Never a listening socket, as go-libp2p and js-libp2p never dial from theirs: two hosts dialing each
+        other at the same moment from their listening sockets would put two connections on one address pair,
+        and UDP routes by address, so each side's checks reached its own dial and both dials timed out."""
+        v6 = ":" in sockaddr[0]
+        shared = self._dialing.get(v6)
+        if shared is not None and not shared.closed and not shared.has_connection_to(sockaddr):
+            return shared
+        ep = await self._new_endpoint("::" if v6 else "0.0.0.0", 0)
+        if shared is None or shared.closed:
+            self._dialing[v6] = ep
+        return ep
 
     # -- dialing -------------------------------------------------------------------------------------------------
     async def dial(self, addr: Multiaddr, peer: PeerId | None = None) -> WebRtcConnection:
@@ -230,12 +234,10 @@ class WebRtcDirectTransport:
             pid = addr.get_peer_id()
             peer = PeerId.from_string(pid) if pid is not None else None
         sockaddr: tuple[Any, ...] = (host, port, 0, 0) if ":" in host else (host, port)
-        ep = self._endpoint_for_dial(host, sockaddr)
-        if ep is None:
-            try:
-                ep = await self._new_endpoint("::" if ":" in host else "0.0.0.0", 0)
-            except OSError as e:
-                raise DialError(f"cannot open a UDP socket to dial {addr}: {e}") from e
+        try:
+            ep = await self._endpoint_for_dial(sockaddr)
+        except OSError as e:
+            raise DialError(f"cannot open a UDP socket to dial {addr}: {e}") from e
         from . import ice
         from .connection import WebRtcConnection
         from .endpoint import webrtc_multiaddr
