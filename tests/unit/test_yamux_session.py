@@ -499,3 +499,22 @@ async def test_a_reader_flushing_into_a_closing_pipe_leaves_the_end_to_the_pipe(
             await reader
     assert info.value.cause == ("error" if lost_first else "local-closed")
     assert c.session.is_closed()
+
+
+async def test_a_pipe_reset_from_below_while_a_flush_is_queued_reports_the_reset(
+    pair: tuple[Side, Side],
+) -> None:
+    """asyncio meets the peer's RST on a write: it marks the transport closing at once and calls
+    connection_lost one loop turn later. A flush queued in between used to end the session as "local-closed"
+    (tests/faults' abrupt-RST test, 4 runs in 40 under load); the reset's own cause ("error") must win."""
+    c, _ = pair
+    st = await c.session.open_stream()
+    await st.write(b"x" * 100)  # queued: the session flushes it on the next loop turn
+    pipe = c.pipe
+    pipe._closing = True  # what asyncio's _force_close does at once ...
+    asyncio.get_running_loop().call_soon(
+        pipe._finish_lost, ConnectionResetError("reset by peer")
+    )  # ... and later
+    await wait_for(lambda: bool(c.closed))
+    (err,) = c.closed
+    assert isinstance(err, ConnectionClosed) and err.cause == "error", err

@@ -185,6 +185,12 @@ class MuxerSession(Generic[K, S, E]):
             try:
                 self._pipe_write(data)
             except ConnectionClosed as exc:
+                if self._pipe.is_closing():
+                    # Closing from below, as in _flush_before_wait (e.g. asyncio met the peer's RST on a write:
+                    # the transport is closing now, connection_lost comes a turn later): the pipe's end reports
+                    # the real cause; failing now would say "local-closed".
+                    self._loop.call_soon(self._fail, exc)
+                    return
                 self._fail(exc)
 
     def _drain_needed(self) -> bool:
