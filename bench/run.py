@@ -285,7 +285,7 @@ def run_client(impl: Impl, args: list[str], timeout: float, stderr_path: Path) -
             return {"error": f"timed out after {timeout + 30:.0f} s"}
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
     if not lines:
-        return {"error": f"exit {r.returncode}, no result (see {stderr_path.relative_to(ROOT)})"}
+        return {"error": f"exit {r.returncode}, no result (see {shown(stderr_path)})"}
     out = json.loads(lines[-1])
     if r.returncode != 0 and "error" not in out:
         out["error"] = f"exit {r.returncode}"
