@@ -164,20 +164,18 @@ class MuxerSession(Generic[K, S, E]):
             h.cancel()
         self._flush_scheduled = False
         self._flush_handle = None
-        if self._closed:
-            return
-        data = self._engine.data_to_send()
-        if data:
-            try:
-                self._pipe_write(data)
-            except ConnectionClosed as exc:
-                # A pipe closing from below reports its end, with its cause, when that arrives: the session
-                # fails with this error only if it has not by the next turn (as the deferred flush would).
-                self._loop.call_soon(self._fail, exc)
+        self._send_queued(defer_failure=True)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
         self._flush_handle = None
+        self._send_queued(defer_failure=False)
+
+    def _send_queued(self, *, defer_failure: bool) -> None:
+        """Hand the engine's queued output to the pipe. A pipe that refuses it fails the session, a turn later
+        when ``defer_failure`` (a reader's flush) or when the pipe is closing from below (e.g. asyncio met the
+        peer's RST on a write: the transport is closing now, connection_lost comes a turn later), so the
+        pipe's own end reports the real cause first; failing at once would say "local-closed"."""
         if self._closed:
             return
         data = self._engine.data_to_send()
@@ -185,13 +183,10 @@ class MuxerSession(Generic[K, S, E]):
             try:
                 self._pipe_write(data)
             except ConnectionClosed as exc:
-                if self._pipe.is_closing():
-                    # Closing from below, as in _flush_before_wait (e.g. asyncio met the peer's RST on a write:
-                    # the transport is closing now, connection_lost comes a turn later): the pipe's end reports
-                    # the real cause; failing now would say "local-closed".
+                if defer_failure or self._pipe.is_closing():
                     self._loop.call_soon(self._fail, exc)
-                    return
-                self._fail(exc)
+                else:
+                    self._fail(exc)
 
     def _drain_needed(self) -> bool:
         """False when :meth:`_drain` would return at once (the pipe not blocked): writers then skip the await
