@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from aioquic._buffer import Buffer
 from aioquic.quic import events as qe
+from aioquic.quic.connection import NetworkAddress
 from aioquic.quic.packet import QuicProtocolVersion, pull_quic_header
 
-from aiolibp2p.crypto.keys import generate_key_pair
+from aiolibp2p.crypto.keys import PrivateKey, generate_key_pair
 from aiolibp2p.crypto.peer_id import PeerId
 from aiolibp2p.exceptions import CertificateError, MultiaddrError, PeerIdMismatch
 from aiolibp2p.multiaddr import Multiaddr
@@ -26,6 +27,33 @@ SERVER_ADDR = ("127.0.0.1", 2222)
 CFG = QuicConfig()
 
 
+def dialer_engine(
+    kc: PrivateKey,
+    *,
+    cert: TlsCertificate | None = None,
+    cfg: QuicConfig = CFG,
+    expected: PeerId | None = None,
+) -> Libp2pQuicEngine:
+    """A dialer engine for key ``kc`` (its certificate unless ``cert`` is given), not yet connected."""
+    conf = make_configuration(cert or TlsCertificate.generate(kc), cfg, is_client=True)
+    return Libp2pQuicEngine(
+        configuration=conf, config=cfg, reset_key=stateless_reset_key(kc), expected_peer=expected
+    )
+
+
+def listener_engine(
+    ks: PrivateKey, first: list[tuple[bytes, NetworkAddress]], *, cfg: QuicConfig = CFG
+) -> Libp2pQuicEngine:
+    """The listener engine a dialer's first datagrams ``first`` create (keyed by their destination CID)."""
+    header = pull_quic_header(Buffer(data=first[0][0]), host_cid_length=cfg.connection_id_length)
+    return Libp2pQuicEngine(
+        configuration=make_configuration(TlsCertificate.generate(ks), cfg, is_client=False),
+        config=cfg,
+        reset_key=stateless_reset_key(ks),
+        original_destination_connection_id=header.destination_cid,
+    )
+
+
 class Pair:
     def __init__(
         self,
@@ -37,20 +65,10 @@ class Pair:
         self.ks, self.kc = generate_key_pair(), generate_key_pair()
         self.now = 0.0
         self.reset_key = stateless_reset_key(self.ks)
-        cc = make_configuration(client_cert or TlsCertificate.generate(self.kc), cfg, is_client=True)
-        self.client = Libp2pQuicEngine(
-            configuration=cc, config=cfg, reset_key=stateless_reset_key(self.kc), expected_peer=expected
-        )
+        self.client = dialer_engine(self.kc, cert=client_cert, cfg=cfg, expected=expected)
         self.client.connect(SERVER_ADDR, self.now)
         first = self.client.datagrams_to_send(self.now)
-        header = pull_quic_header(Buffer(data=first[0][0]), host_cid_length=cfg.connection_id_length)
-        sc = make_configuration(TlsCertificate.generate(self.ks), cfg, is_client=False)
-        self.server = Libp2pQuicEngine(
-            configuration=sc,
-            config=cfg,
-            reset_key=self.reset_key,
-            original_destination_connection_id=header.destination_cid,
-        )
+        self.server = listener_engine(self.ks, first, cfg=cfg)
         for data, _ in first:
             self.server.receive_datagram(data, CLIENT_ADDR, self.now)
         self.pump()
@@ -92,20 +110,10 @@ def test_dialer_is_ready_when_tls_completes_before_handshake_done() -> None:
     """The dialer may send stream data right behind its Finished (as quic-go and quinn let it), without
     waiting half a round trip for HANDSHAKE_DONE; the listener gets the data with the Finished."""
     ks, kc = generate_key_pair(), generate_key_pair()
-    client = Libp2pQuicEngine(
-        configuration=make_configuration(TlsCertificate.generate(kc), CFG, is_client=True),
-        config=CFG,
-        reset_key=stateless_reset_key(kc),
-    )
+    client = dialer_engine(kc)
     client.connect(SERVER_ADDR, 0.0)
     first = client.datagrams_to_send(0.0)
-    header = pull_quic_header(Buffer(data=first[0][0]), host_cid_length=CFG.connection_id_length)
-    server = Libp2pQuicEngine(
-        configuration=make_configuration(TlsCertificate.generate(ks), CFG, is_client=False),
-        config=CFG,
-        reset_key=stateless_reset_key(ks),
-        original_destination_connection_id=header.destination_cid,
-    )
+    server = listener_engine(ks, first)
     for data, _ in first:
         server.receive_datagram(data, CLIENT_ADDR, 0.001)
     for data, _ in server.datagrams_to_send(0.001):
@@ -125,11 +133,7 @@ def test_prepared_dialer_engine_dials_the_address_given_later_with_a_fresh_idle_
     """A dialer engine whose first flight was built ahead (``prepare``, no address yet) sends it to the address
     ``connect`` names, authenticates both sides as usual, and counts its idle timeout from the dial."""
     ks, kc = generate_key_pair(), generate_key_pair()
-    client = Libp2pQuicEngine(
-        configuration=make_configuration(TlsCertificate.generate(kc), CFG, is_client=True),
-        config=CFG,
-        reset_key=stateless_reset_key(kc),
-    )
+    client = dialer_engine(kc)
     client.prepare(0.0)
     dial_at = 1000.0  # long after the preparation
     client.expected_peer = PeerId.from_public_key(ks.public_key)
@@ -138,13 +142,7 @@ def test_prepared_dialer_engine_dials_the_address_given_later_with_a_fresh_idle_
     assert first and all(addr == SERVER_ADDR for _, addr in first)
     timer = client.get_timer()
     assert timer is not None and timer > dial_at  # not the idle deadline of the preparation time
-    header = pull_quic_header(Buffer(data=first[0][0]), host_cid_length=CFG.connection_id_length)
-    server = Libp2pQuicEngine(
-        configuration=make_configuration(TlsCertificate.generate(ks), CFG, is_client=False),
-        config=CFG,
-        reset_key=stateless_reset_key(ks),
-        original_destination_connection_id=header.destination_cid,
-    )
+    server = listener_engine(ks, first)
     now = dial_at
     for data, _ in first:
         server.receive_datagram(data, CLIENT_ADDR, now)
@@ -161,23 +159,13 @@ def test_prepared_dialer_engine_dials_the_address_given_later_with_a_fresh_idle_
 
 def test_prepared_dialer_engine_still_refuses_an_unexpected_peer() -> None:
     ks, kc = generate_key_pair(), generate_key_pair()
-    client = Libp2pQuicEngine(
-        configuration=make_configuration(TlsCertificate.generate(kc), CFG, is_client=True),
-        config=CFG,
-        reset_key=stateless_reset_key(kc),
-    )
+    client = dialer_engine(kc)
     client.prepare(0.0)
     other = generate_key_pair().public_key.peer_id
     client.expected_peer = other
     client.connect(SERVER_ADDR, 1.0)
     first = client.datagrams_to_send(1.0)
-    header = pull_quic_header(Buffer(data=first[0][0]), host_cid_length=CFG.connection_id_length)
-    server = Libp2pQuicEngine(
-        configuration=make_configuration(TlsCertificate.generate(ks), CFG, is_client=False),
-        config=CFG,
-        reset_key=stateless_reset_key(ks),
-        original_destination_connection_id=header.destination_cid,
-    )
+    server = listener_engine(ks, first)
     for data, _ in first:
         server.receive_datagram(data, CLIENT_ADDR, 1.0)
     for data, _ in server.datagrams_to_send(1.001):
