@@ -83,6 +83,16 @@ def inprocess_cpu(src: str, count: int, transport: str) -> float:
     return float(min(json.loads(out.stdout.strip().splitlines()[-1])["cpu_ms"]))
 
 
+def print_rows(rows: list[tuple[str, dict[str, list[float]]]]) -> None:
+    """One Markdown row per metric: each side's median of the round values [min-max], and the change."""
+    for title, data in rows:
+        b, n = statistics.median(data["base"]), statistics.median(data["new"])
+        cells = [
+            f"{statistics.median(v):.3g} [{min(v):.3g}-{max(v):.3g}]" for v in (data["base"], data["new"])
+        ]
+        print(f"| {title} | {cells[0]} | {cells[1]} | {100 * (n - b) / b:+.1f}% |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--base", required=True, help="src/ folder of the base tree")
@@ -135,12 +145,7 @@ def main() -> None:
     ]
     if not args.no_ping:
         rows.append(("ping RTT median (us)", ping))
-    for title, data in rows:
-        b, n = statistics.median(data["base"]), statistics.median(data["new"])
-        cells = [
-            f"{statistics.median(v):.3g} [{min(v):.3g}-{max(v):.3g}]" for v in (data["base"], data["new"])
-        ]
-        print(f"| {title} | {cells[0]} | {cells[1]} | {100 * (n - b) / b:+.1f}% |")
+    print_rows(rows)
 
 
 if __name__ == "__main__":

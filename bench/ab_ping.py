@@ -20,18 +20,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
-PEER = Path(__file__).resolve().parent / "peer_aiolibp2p.py"
+from ab_dial import PEER, env_for, print_rows, start_server  # bench/ is the script's folder
+
 PING_CPU = Path(__file__).resolve().parent / "ping_cpu.py"
-
-
-def env_for(src: str) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(Path(src).resolve())}
 
 
 def run_json(cmd: list[str], src: str) -> dict[str, list[float]]:
@@ -50,17 +46,7 @@ def main() -> None:
     p.add_argument("--no-cpu", action="store_true", help="skip the in-process CPU measure")
     args = p.parse_args()
     sides = {"base": args.base, "new": args.new}
-    servers = {}
-    for name, src in sides.items():
-        proc = subprocess.Popen(
-            [sys.executable, str(PEER), "server", "--transport", args.transport],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env_for(src),
-        )
-        assert proc.stdout is not None
-        servers[name] = (proc, json.loads(proc.stdout.readline())["addr"])
+    servers = {name: start_server(src, args.transport) for name, src in sides.items()}
     rtt: dict[str, list[float]] = {n: [] for n in sides}
     cpu: dict[str, list[float]] = {n: [] for n in sides}
     try:
@@ -88,12 +74,7 @@ def main() -> None:
     rows = [(f"ping RTT, median of {args.count} (us)", rtt)]
     if not args.no_cpu:
         rows.append(("CPU per ping, both hosts in one process (us)", cpu))
-    for title, data in rows:
-        b, n = statistics.median(data["base"]), statistics.median(data["new"])
-        cells = [
-            f"{statistics.median(v):.3g} [{min(v):.3g}-{max(v):.3g}]" for v in (data["base"], data["new"])
-        ]
-        print(f"| {title} | {cells[0]} | {cells[1]} | {100 * (n - b) / b:+.1f}% |")
+    print_rows(rows)
 
 
 if __name__ == "__main__":
