@@ -256,8 +256,33 @@ def test_receive_window_follows_what_the_application_reads() -> None:
     assert more == 64 * 1024
 
 
+def test_spare_connection_ids_wait_until_issued() -> None:
+    """Spare connection IDs are not part of the handshake (QuicConfig.connection_id_issue_delay): each side
+    has only its first until the adapter's timer calls issue_connection_ids(); the dialer still knows the
+    reset token of the listener's ID in use, from its transport parameters."""
+    p = Pair()
+    assert [len(e._host_cids) for e in (p.server, p.client)] == [1, 1]
+    assert not p.client._peer_cid_available and not p.server._peer_cid_available
+    first = p.server._host_cids[0]
+    assert p.client.peer_reset_tokens() == [reset_token_for(p.reset_key, first.cid)]
+    version = p.client.peer_cids_version()
+    for e in (p.server, p.client):
+        e.issue_connection_ids()
+    p.pump()
+    assert [len(e._host_cids) for e in (p.server, p.client)] == [8, 8]
+    assert len(p.client._peer_cid_available) == len(p.server._peer_cid_available) == 7
+    assert p.client.peer_cids_version() != version
+    issued = [e for e in p.events(p.server) if isinstance(e, qe.ConnectionIdIssued)]
+    assert len(issued) == 7
+    # with no delay they are issued at completion, as before
+    q = Pair(cfg=QuicConfig(connection_id_issue_delay=0))
+    assert [len(e._host_cids) for e in (q.server, q.client)] == [8, 8]
+
+
 def test_stateless_reset_tokens_are_derived_from_the_host_key_and_cid() -> None:
     p = Pair()
+    p.server.issue_connection_ids()
+    p.pump()
     tokens = {c.cid: c.stateless_reset_token for c in p.server._host_cids}
     assert len(tokens) > 1  # the initial one and the NEW_CONNECTION_ID ones
     for cid, token in tokens.items():

@@ -192,9 +192,10 @@ class QuicConnection:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._keepalive: asyncio.TimerHandle | None = None
+        self._cid_timer: asyncio.TimerHandle | None = None
         self._pings: dict[int, asyncio.Future[None]] = {}
         self._stream_limit_seen = engine.inbound_stream_limit
-        self._peer_cids_seen: tuple[int, int] = (0, 0)
+        self._peer_cids_seen: tuple[int, bytes | None, int] = (0, None, 0)
         self.handshake: asyncio.Future[None] = self._loop.create_future()
         self.terminated = False  # the engine is done: the endpoint may forget this connection
 
@@ -368,6 +369,12 @@ class QuicConnection:
             interval = min(interval, remote_idle / 2)
         self._keepalive = self._loop.call_later(interval, self._send_keepalive)
 
+    def _issue_connection_ids(self) -> None:
+        self._cid_timer = None
+        if self._closed_exc is None and not self.terminated:
+            self.engine.issue_connection_ids()
+            self.schedule_transmit()
+
     def _send_keepalive(self) -> None:
         self._keepalive = None
         if self._closed_exc is None and self.handshake.done():
@@ -400,6 +407,9 @@ class QuicConnection:
                     fut.set_result(None)
             elif isinstance(event, qe.HandshakeCompleted):
                 self._arm_keepalive()
+                delay = self.config.connection_id_issue_delay
+                if delay > 0:
+                    self._cid_timer = self._loop.call_later(delay, self._issue_connection_ids)
             elif isinstance(event, qe.ConnectionIdIssued):
                 self.endpoint.route(event.connection_id, self)
             elif isinstance(event, qe.ConnectionIdRetired):
@@ -521,10 +531,10 @@ class QuicConnection:
         if self.terminated:
             return
         self.terminated = True
-        for h in (self._timer, self._keepalive, self._transmit_handle):
+        for h in (self._timer, self._keepalive, self._transmit_handle, self._cid_timer):
             if h is not None:
                 h.cancel()
-        self._timer = self._keepalive = self._transmit_handle = None
+        self._timer = self._keepalive = self._transmit_handle = self._cid_timer = None
         if self._closed_exc is None:
             self._terminate(ConnectionClosed("connection ended", cause="closed"))
         self.endpoint.forget(self)

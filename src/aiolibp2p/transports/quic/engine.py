@@ -139,6 +139,8 @@ class Libp2pQuicEngine(QuicConnection):
             first = self._host_cids[0]
             first.stateless_reset_token = reset_token_for(reset_key, first.cid)
         self._prepared = False
+        # spare connection IDs wait for issue_connection_ids(): see QuicConfig.connection_id_issue_delay
+        self._issue_cids = config.connection_id_issue_delay <= 0
 
     # -- a dialer's first flight, built ahead of the dial -------------------------------------------------
     def prepare(self, now: float) -> None:
@@ -180,9 +182,11 @@ class Libp2pQuicEngine(QuicConnection):
     def host_connection_ids(self) -> list[bytes]:
         return [c.cid for c in self._host_cids]
 
-    def peer_cids_version(self) -> tuple[int, int]:
-        """Changes whenever the peer's connection IDs (and so its reset tokens) may have changed."""
-        return (id(self._peer_cid), len(self._peer_cid_available))
+    def peer_cids_version(self) -> tuple[int, bytes | None, int]:
+        """Changes whenever the peer's connection IDs (and so its reset tokens) may have changed, including the
+        token a listener's transport parameters give the connection ID in use (set on the same object)."""
+        cid = self._peer_cid
+        return (id(cid), cid.stateless_reset_token, len(self._peer_cid_available))
 
     def peer_reset_tokens(self) -> list[bytes]:
         tokens = [self._peer_cid.stateless_reset_token]
@@ -252,7 +256,15 @@ class Libp2pQuicEngine(QuicConnection):
         self.remote_peer, self.remote_public_key = peer, key
 
     # -- stateless reset tokens -----------------------------------------------------------------------------
+    def issue_connection_ids(self) -> None:
+        """Issue the spare connection IDs now (NEW_CONNECTION_ID frames on the next transmit)."""
+        self._issue_cids = True
+        if self._handshake_complete:
+            self._replenish_connection_ids()
+
     def _replenish_connection_ids(self) -> None:
+        if not self._issue_cids:
+            return
         while len(self._host_cids) < min(8, self._remote_active_connection_id_limit):
             cid = os.urandom(self._configuration.connection_id_length)
             self._host_cids.append(
