@@ -488,11 +488,13 @@ class Swarm:
         if conn.remote_addr is not None and direction is Direction.OUTBOUND:
             self.peerstore.add_addrs(peer, [conn.remote_addr], CONNECTED_ADDR_TTL)
         log.debug("connection opened: %r", conn)
+        # Streams that arrived with the handshake get their handler tasks before the ones the events start
+        # (identify): they run first, so the remote's first request is answered before we send our own.
+        up.muxed.set_inbound_stream_handler(lambda ms: self._on_inbound_stream(conn, ms))
         count = len(lst)
         self.bus.emit(ev.ConnectionOpened(conn, peer, count))
         if count == 1:
             self.bus.emit(ev.PeerConnected(peer))
-        up.muxed.set_inbound_stream_handler(lambda ms: self._on_inbound_stream(conn, ms))
         up.muxed.set_close_callback(lambda exc: self._on_connection_closed(conn, exc))
         return conn
 
