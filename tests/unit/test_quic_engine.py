@@ -320,3 +320,23 @@ def test_only_quic_version_1_is_spoken() -> None:
         assert engine._configuration.supported_versions == [QuicProtocolVersion.VERSION_1]
         assert list(engine._cryptos_initial) == [QuicProtocolVersion.VERSION_1]
     assert p.client.handshake_done and p.server.handshake_done
+
+
+def test_aioquic_epochs_memoized_and_unchanged() -> None:
+    """The engine memoizes aioquic's EPOCHS() (its per-connection frame table calls it 33 times): same
+    values as computed fresh, one frozenset per shortcut."""
+    from aioquic import tls as aioquic_tls
+    from aioquic.quic import connection as aioquic_connection
+
+    epochs = aioquic_connection.EPOCHS
+    assert hasattr(epochs, "cache_info")
+    assert epochs("IH01") is epochs("IH01")
+    assert epochs("IH01") == frozenset(
+        {
+            aioquic_tls.Epoch.INITIAL,
+            aioquic_tls.Epoch.HANDSHAKE,
+            aioquic_tls.Epoch.ZERO_RTT,
+            aioquic_tls.Epoch.ONE_RTT,
+        }
+    )
+    assert epochs("1") == frozenset({aioquic_tls.Epoch.ONE_RTT})
