@@ -166,7 +166,14 @@ async def mesh(args: argparse.Namespace) -> None:
             for r in receivers:
                 r.got.clear()
             drops0 = sum(r.sub.dropped for r in receivers)
-            stats0 = [(ps.router.stats.messages_duplicate, ps.router.stats.rpcs_dropped) for ps in pubsubs]
+            stats0 = [
+                (
+                    ps.router.stats.messages_duplicate,
+                    ps.router.stats.rpcs_dropped,
+                    ps.router.stats.forwards_cancelled,
+                )
+                for ps in pubsubs
+            ]
             cpu0, t0 = cpu_seconds(), time.monotonic()
             await _publish_schedule(
                 dict(enumerate(topics)), lambda k: k % n, first, count, rate, t0, args.size
@@ -200,10 +207,16 @@ async def mesh(args: argparse.Namespace) -> None:
                 "cpu_per_hop_us": 1e6 * cpu / max(deliveries, 1),
                 "sub_drops": sum(r.sub.dropped for r in receivers) - drops0,
                 "duplicates": sum(
-                    ps.router.stats.messages_duplicate - d for ps, (d, _) in zip(pubsubs, stats0, strict=True)
+                    ps.router.stats.messages_duplicate - d
+                    for ps, (d, _, _) in zip(pubsubs, stats0, strict=True)
                 ),
                 "rpcs_dropped": sum(
-                    ps.router.stats.rpcs_dropped - q for ps, (_, q) in zip(pubsubs, stats0, strict=True)
+                    ps.router.stats.rpcs_dropped - q for ps, (_, q, _) in zip(pubsubs, stats0, strict=True)
+                ),
+                # queued forwards taken back after the peer's IDONTWANT (gossipsub v1.2)
+                "forwards_cancelled": sum(
+                    ps.router.stats.forwards_cancelled - c
+                    for ps, (_, _, c) in zip(pubsubs, stats0, strict=True)
                 ),
             }
             first += count

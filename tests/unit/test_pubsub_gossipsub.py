@@ -304,6 +304,37 @@ def test_idontwant_sent_for_large_messages_and_honoured() -> None:
     assert not any(rpc.publish for s, d, rpc in net.log if s == a.peer_id and d == b.peer_id)
 
 
+def test_idontwant_takes_back_a_queued_forward() -> None:
+    """An IDONTWANT for a message still queued for the peer (its writer has not taken the frame) removes the
+    message from the queue, keeping the IDONTWANT head we queued for it; a frame already taken is gone."""
+    net = mesh_net(6)
+    src, a, b = net.nodes[0], net.nodes[1], net.nodes[2]
+    a.gs.mesh["t"].add(b.peer_id)
+    msg_id, message = src.router.build_message("t", bytes(2000))
+    a.router.handle_frame(src.peer_id, pb.RPC(publish=[message.pb]).SerializeToString(), net.now)
+    net._drain_events(a)  # validated (accepted): forwarded to a's mesh
+    queued = [pb.RPC.FromString(f) for f in a.router.peers[b.peer_id].frames]
+    assert any(r.publish for r in queued)  # the forward waits for b's writer
+    b_idw = pb.RPC(control=pb.ControlMessage(idontwant=[pb.ControlIDontWant(messageIDs=[msg_id])]))
+    a.router.handle_frame(b.peer_id, b_idw.SerializeToString(), net.now)
+    left = [pb.RPC.FromString(f) for f in a.router.take_frames(b.peer_id)]
+    assert not any(r.publish for r in left)
+    assert any(msg_id in i.messageIDs for r in left for i in r.control.idontwant)  # our IDONTWANT still goes
+    assert a.router.stats.forwards_cancelled == 1
+    # once taken by the writer, a frame is no longer cancellable
+    c = net.nodes[3]
+    a.gs.mesh["t"].add(c.peer_id)
+    msg2, message2 = src.router.build_message("t", bytes(2000))
+    a.router.handle_frame(src.peer_id, pb.RPC(publish=[message2.pb]).SerializeToString(), net.now)
+    net._drain_events(a)
+    taken = [pb.RPC.FromString(f) for f in a.router.take_frames(c.peer_id)]
+    assert any(r.publish for r in taken)
+    c_idw = pb.RPC(control=pb.ControlMessage(idontwant=[pb.ControlIDontWant(messageIDs=[msg2])]))
+    a.router.handle_frame(c.peer_id, c_idw.SerializeToString(), net.now)
+    assert a.router.stats.forwards_cancelled == 1
+    assert not a.router.peers[c.peer_id].queued
+
+
 def test_idontwant_only_to_v12_peers() -> None:
     net = Net()
     old = net.add_gossipsub(GossipSubConfig(protocols=(GOSSIPSUB_V11, GOSSIPSUB_V10)))

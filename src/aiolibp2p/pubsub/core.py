@@ -152,6 +152,8 @@ class PubSubStats:
     ihave_ignored: int = 0
     iwant_ignored: int = 0
     idontwant_ignored: int = 0
+    forwards_cancelled: int = 0
+    """Queued messages not sent because the peer said IDONTWANT before its writer took them (v1.2)."""
 
 
 def _idontwant_control(msg_ids: list[bytes]) -> bytes:
@@ -185,7 +187,7 @@ class _Outgoing:
 class PeerState:
     """A connected pubsub peer: its negotiated protocol, its topics, its outbound frame queue."""
 
-    __slots__ = ("frames", "ips", "outbound", "protocol", "topics")
+    __slots__ = ("frames", "ips", "outbound", "protocol", "queued", "topics")
 
     def __init__(self, protocol: str, outbound: bool, ips: tuple[str, ...]) -> None:
         self.protocol = protocol
@@ -193,6 +195,9 @@ class PeerState:
         self.ips = ips
         self.topics: set[str] = set()
         self.frames: deque[bytes] = deque()
+        # the queued frames that carry one message and at most an IDONTWANT head, by id() of the message
+        # (kept alive here, so the id cannot be reused): (message, frame, head), until the writer takes them
+        self.queued: dict[int, tuple[pb.Message, bytes, bytes]] = {}
 
 
 # --- the core ------------------------------------------------------------------------------------------
@@ -263,10 +268,36 @@ class PubSubRouter:
         if limit is None or limit >= len(frames):
             out = list(frames)
             frames.clear()
+            st.queued.clear()
         else:
             out = [frames.popleft() for _ in range(limit)]
+            if st.queued:
+                left = {id(f) for f in frames}
+                st.queued = {k: v for k, v in st.queued.items() if id(v[1]) in left}
         self.stats.rpcs_sent += len(out)
         return out
+
+    def cancel_queued(self, peer: PeerId, message: pb.Message) -> bool:
+        """Take ``message`` out of the frames queued for ``peer`` that its writer has not taken yet (only a
+        frame that carries it alone; an IDONTWANT head before it stays). True if it was there."""
+        st = self.peers.get(peer)
+        if st is None or not st.queued:
+            return False
+        entry = st.queued.get(id(message))
+        if entry is None or entry[0] is not message:
+            return False
+        del st.queued[id(message)]
+        _, frame, head = entry
+        frames = st.frames
+        for i in range(len(frames) - 1, -1, -1):
+            if frames[i] is frame:
+                if head:
+                    frames[i] = head
+                else:
+                    del frames[i]
+                self.stats.forwards_cancelled += 1
+                return True
+        return False
 
     def _outgoing(self, peer: PeerId) -> _Outgoing:
         out = self._out.get(peer)
@@ -304,7 +335,9 @@ class PubSubRouter:
                     body = msg.SerializeToString()
                     field = encoded[id(msg)] = _PUBLISH_TAG + encode_uvarint(len(body)) + body
                 if len(head) + len(field) <= limit:
-                    st.frames.append(head + field if head else field)
+                    frame = head + field if head else field
+                    st.frames.append(frame)
+                    st.queued[id(msg)] = (msg, frame, head)
                     self._flushed[peer] = None
                     return
         elif out.subs or out.has_control():

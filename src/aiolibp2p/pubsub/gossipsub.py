@@ -648,12 +648,17 @@ class GossipSub(PubSubRouter):
         total = 0
         max_length = self.gs.max_idontwant_length
         ttl = self.gs.idontwant_message_ttl
+        queued = self.peers[peer].queued if peer in self.peers else None
         for idw in idontwants:
             for mid in idw.messageIDs:
                 if total >= max_length:
                     return
                 total += 1
                 unwanted[mid] = ttl
+                if queued:  # a forward still waiting for the peer's writer: it need not leave at all
+                    m = self.mcache.get(mid)
+                    if m is not None:
+                        self.cancel_queued(peer, m.pb)
 
     def _on_frame_dropped(self, peer: PeerId, rpc: pb.RPC) -> None:
         # Keep GRAFT/PRUNE (they change mesh state on both sides) for the next flush that has room.
