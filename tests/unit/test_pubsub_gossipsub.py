@@ -306,7 +306,8 @@ def test_idontwant_sent_for_large_messages_and_honoured() -> None:
 
 def test_idontwant_takes_back_a_queued_forward() -> None:
     """An IDONTWANT for a message still queued for the peer (its writer has not taken the frame) removes the
-    message from the queue, keeping the IDONTWANT head we queued for it; a frame already taken is gone."""
+    message from the queue, keeping the IDONTWANT head we queued for it; a frame already taken is gone; the
+    peer sending us the message itself does the same."""
     net = mesh_net(6)
     src, a, b = net.nodes[0], net.nodes[1], net.nodes[2]
     a.gs.mesh["t"].add(b.peer_id)
@@ -333,6 +334,18 @@ def test_idontwant_takes_back_a_queued_forward() -> None:
     a.router.handle_frame(c.peer_id, c_idw.SerializeToString(), net.now)
     assert a.router.stats.forwards_cancelled == 1
     assert not a.router.peers[c.peer_id].queued
+    # the peer sending us the message itself (a duplicate) takes back our queued forward of it too
+    d = net.nodes[4]
+    a.gs.mesh["t"].add(d.peer_id)
+    a.router.take_frames(d.peer_id)  # (what earlier forwards queued for d)
+    _, message3 = src.router.build_message("t", bytes(2000))
+    frame3 = pb.RPC(publish=[message3.pb]).SerializeToString()
+    a.router.handle_frame(src.peer_id, frame3, net.now)
+    net._drain_events(a)
+    assert any(pb.RPC.FromString(f).publish for f in a.router.peers[d.peer_id].frames)
+    a.router.handle_frame(d.peer_id, frame3, net.now)
+    assert not any(pb.RPC.FromString(f).publish for f in a.router.take_frames(d.peer_id))
+    assert a.router.stats.forwards_cancelled == 2
 
 
 def test_idontwant_only_to_v12_peers() -> None:

@@ -153,7 +153,8 @@ class PubSubStats:
     iwant_ignored: int = 0
     idontwant_ignored: int = 0
     forwards_cancelled: int = 0
-    """Queued messages not sent because the peer said IDONTWANT before its writer took them (v1.2)."""
+    """Queued messages not sent because the peer, before its writer took them, said IDONTWANT for them (v1.2)
+    or sent them to us itself (gossipsub)."""
 
 
 def _idontwant_control(msg_ids: list[bytes]) -> bytes:

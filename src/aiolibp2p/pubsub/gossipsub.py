@@ -447,6 +447,11 @@ class GossipSub(PubSubRouter):
     def _on_duplicate(self, peer: PeerId, msg_id: bytes, topic: str, now: float) -> None:
         if self.score is not None:
             self.score.duplicate_message(msg_id, topic, peer, now)
+        st = self.peers.get(peer)
+        if st is not None and st.queued:  # the peer has it (it sent it to us): our queued forward need not go
+            m = self.mcache.get(msg_id)
+            if m is not None:
+                self.cancel_queued(peer, m.pb)
 
     def _on_throttled(self, peer: PeerId, msg_id: bytes, message: PubSubMessage, now: float) -> None:
         if self.score is not None:
