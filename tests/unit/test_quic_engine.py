@@ -154,7 +154,8 @@ def test_prepared_dialer_engine_dials_the_address_given_later_with_a_fresh_idle_
     assert client.handshake_done and server.handshake_done
     assert client.remote_peer == PeerId.from_public_key(ks.public_key)
     assert server.remote_peer == PeerId.from_public_key(kc.public_key)
-    assert client._close_at >= dial_at + CFG.effective_idle_timeout - 1
+    close_at = client._close_at
+    assert close_at is not None and close_at >= dial_at + CFG.effective_idle_timeout - 1
 
 
 def test_prepared_dialer_engine_still_refuses_an_unexpected_peer() -> None:
