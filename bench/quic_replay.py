@@ -3,6 +3,7 @@
 Usage::
 
     python bench/quic_replay.py [--rounds 10] [--count 30] [--hop-us 30] main=/work/main/src new=src [...]
+    python bench/quic_replay.py --timeline [--count 30] main=src [...]
 
 Each round starts, for every tree at once, a ``bench/peer_aiolibp2p.py`` server and a ``dial`` client (the
 ``bench/run.py`` dial + first ping: fresh QUIC connection, ``/ipfs/ping/1.0.0`` stream, one 32-byte round trip)
@@ -21,6 +22,7 @@ would have. Prints, per tree, the median and quartile of all replayed dials and 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -35,8 +37,9 @@ BENCH = Path(__file__).resolve().parent
 
 
 # --- in the traced peer processes -------------------------------------------------------------------------
-def _traced_peer(out: str, argv: list[str]) -> None:
-    """Run ``peer_aiolibp2p.py argv`` with the QUIC datagram and dial hooks; dump the events at exit."""
+def _traced_peer(out: str, argv: list[str], streams: bool = False) -> None:
+    """Run ``peer_aiolibp2p.py argv`` with the QUIC datagram and dial hooks (``streams``: also each stream
+    write, read, FIN and the TLS handshake's completion, for ``--timeline``); dump the events at exit."""
     import atexit
 
     sys.path.insert(0, str(BENCH))
@@ -89,8 +92,44 @@ def _traced_peer(out: str, argv: list[str]) -> None:
 
     Host.connect = traced_connect  # type: ignore[method-assign]
     peer.ping_roundtrip = traced_roundtrip
+    if streams:
+        _trace_streams(ev)
     sys.argv = [str(BENCH / "peer_aiolibp2p.py"), *argv]
     peer.main()
+
+
+def _trace_streams(ev: Any) -> None:
+    from aiolibp2p.transports.quic.connection import QuicConnection, QuicStream
+
+    write, on_data, close_write, process = (
+        QuicStream.write,
+        QuicStream._on_data,
+        QuicStream.close_write,
+        QuicConnection._process_events,
+    )
+
+    async def traced_write(self: QuicStream, data: Any) -> None:
+        ev(f"write s{self.stream_id} {bytes(data)[:40]!r}", len(data))
+        await write(self, data)
+
+    def traced_on_data(self: QuicStream, data: bytes, end: bool) -> None:
+        ev(f"read s{self.stream_id} {data[:40]!r}{' +FIN' if end else ''}", len(data))
+        on_data(self, data, end)
+
+    async def traced_close_write(self: QuicStream) -> None:
+        ev(f"FIN s{self.stream_id}")
+        await close_write(self)
+
+    def traced_process(self: QuicConnection) -> None:
+        was = self.handshake.done()
+        process(self)
+        if not was and self.handshake.done():
+            ev("TLS done")
+
+    QuicStream.write = traced_write  # type: ignore[method-assign]
+    QuicStream._on_data = traced_on_data  # type: ignore[method-assign]
+    QuicStream.close_write = traced_close_write  # type: ignore[method-assign]
+    QuicConnection._process_events = traced_process  # type: ignore[method-assign]
 
 
 # --- the replay ------------------------------------------------------------------------------------------
@@ -132,17 +171,84 @@ def replay(client: list[list[Any]], server: list[list[Any]], hop_ns: float) -> l
     return out
 
 
+SEGMENTS = (
+    ("start", "the dial starts"),
+    ("initial", "dialer: first datagram sent"),
+    ("dialer_tls", "dialer: TLS done"),
+    ("listener_tls", "listener: TLS done"),
+    ("answer", "listener: first write on the ping stream"),
+    ("end", "dialer: ping echo read"),
+)
+
+
+def timeline(client: list[list[Any]], server: list[list[Any]]) -> None:
+    """Print the wall-clock segment medians of the dials in the two traces (``--timeline``; the first dial is
+    dropped) and the merged event list of the median dial: time since its start, the gap since the previous
+    event, the side (C dialer, S listener), the event and the CPU the side spent since its previous event."""
+    import statistics as st
+
+    dials: list[tuple[int, int]] = []
+    begin: int | None = None
+    for w, _c, name, _n in client:
+        if name == "start":
+            begin = w
+        elif name == "end" and begin is not None:
+            dials.append((begin, w))
+            begin = None
+    dials = dials[1:]
+    merged = sorted([("C", *e) for e in client] + [("S", *e) for e in server], key=lambda e: e[1])
+    segs: dict[str, list[float]] = {}
+    for a, b in dials:
+        marks = {"start": a, "end": b}
+        ping_sid: str | None = None
+        for side, w, _c, name, _n in merged:
+            if not a <= w <= b:
+                continue
+            if side == "C" and name == "tx":
+                marks.setdefault("initial", w)
+            elif name == "TLS done":
+                marks.setdefault("dialer_tls" if side == "C" else "listener_tls", w)
+            elif side == "C" and name.startswith("write s") and "/ipfs/ping/" in name:
+                ping_sid = name.split()[1]
+            elif side == "S" and ping_sid is not None and name.startswith(f"write {ping_sid} "):
+                marks.setdefault("answer", w)
+        keys = [k for k, _ in SEGMENTS]
+        if all(k in marks for k in keys):
+            for x, y in itertools.pairwise(keys):
+                segs.setdefault(f"{x} -> {y}", []).append((marks[y] - marks[x]) / 1e3)
+    total = [(b - a) / 1e6 for a, b in dials]
+    print(f"{len(dials)} dials: median {st.median(total):.2f} ms, min {min(total):.2f} ms\n")
+    print("| segment | median us |\n|---|---|")
+    for k, v in segs.items():
+        print(f"| {k} | {st.median(v):.0f} |")
+    a, b = sorted(dials, key=lambda d: d[1] - d[0])[len(dials) // 2]
+    print(f"\nmedian dial, {(b - a) / 1e3:.0f} us:\n")
+    last_cpu: dict[str, int] = {}
+    prev = a
+    for side, w, c, name, n in merged:
+        if not a <= w <= b:
+            continue
+        spent = f"cpu +{(c - last_cpu[side]) / 1e3:.0f}" if side in last_cpu else ""
+        last_cpu[side] = c
+        print(
+            f"{(w - a) / 1e3:8.0f} us (+{(w - prev) / 1e3:5.0f})  {side} {name[:72]:72} {n or '':>5} {spent}"
+        )
+        prev = w
+    print()
+
+
 def _load(path: Path) -> list[list[Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def run_round(trees: dict[str, str], count: int, tmp: Path, r: int) -> None:
+def run_round(trees: dict[str, str], count: int, tmp: Path, r: int, streams: bool = False) -> None:
     env = {name: {**os.environ, "PYTHONPATH": str(Path(src).resolve())} for name, src in trees.items()}
     me = str(Path(__file__).resolve())
+    trace = "--trace-streams" if streams else "--trace"
     servers: dict[str, tuple[subprocess.Popen[str], str]] = {}
     for name in trees:
         proc = subprocess.Popen(
-            [sys.executable, me, "--trace", str(tmp / f"{name}-{r}.srv"), "server", "--transport", "quic"],
+            [sys.executable, me, trace, str(tmp / f"{name}-{r}.srv"), "server", "--transport", "quic"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -154,7 +260,7 @@ def run_round(trees: dict[str, str], count: int, tmp: Path, r: int) -> None:
         dial = ["--count", str(count), "--transport", "quic"]
         clients = [
             subprocess.Popen(
-                [sys.executable, me, "--trace", str(tmp / f"{name}-{r}.cli"), "dial", addr, *dial],
+                [sys.executable, me, trace, str(tmp / f"{name}-{r}.cli"), "dial", addr, *dial],
                 stdout=subprocess.DEVNULL,
                 env=env[name],
             )
@@ -171,16 +277,29 @@ def run_round(trees: dict[str, str], count: int, tmp: Path, r: int) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) > 2 and sys.argv[1] == "--trace":
-        _traced_peer(sys.argv[2], sys.argv[3:])
+    if len(sys.argv) > 2 and sys.argv[1] in ("--trace", "--trace-streams"):
+        _traced_peer(sys.argv[2], sys.argv[3:], streams=sys.argv[1] == "--trace-streams")
         return
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("trees", nargs="+", metavar="NAME=SRC", help="src/ folders; the first is the base")
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--count", type=int, default=30, help="dials per tree and round (the first is dropped)")
     p.add_argument("--hop-us", type=float, default=30.0, help="one-way latency added per datagram")
+    p.add_argument(
+        "--timeline",
+        action="store_true",
+        help="no replay: one round per tree (one after the other), wall-clock segment medians and the merged "
+        "timeline of the median dial, with stream writes, reads and FINs",
+    )
     args = p.parse_args()
     trees = dict(t.split("=", 1) for t in args.trees)
+    if args.timeline:
+        with tempfile.TemporaryDirectory() as d:
+            for name, src in trees.items():
+                run_round({name: src}, args.count, Path(d), 0, streams=True)
+                print(f"## {name} ({src})\n")
+                timeline(_load(Path(d) / f"{name}-0.cli"), _load(Path(d) / f"{name}-0.srv"))
+        return
     per_round: dict[str, list[float]] = {n: [] for n in trees}
     pooled: dict[str, list[float]] = {n: [] for n in trees}
     with tempfile.TemporaryDirectory() as d:
