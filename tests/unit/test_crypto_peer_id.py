@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from aiolibp2p.crypto.keys import KeyType, generate_key_pair, unmarshal_public_key
 from aiolibp2p.crypto.peer_id import MAX_INLINE_KEY_LENGTH, PeerId
 from aiolibp2p.exceptions import CryptoError, DecodeError
+from aiolibp2p.wire.multibase import b58encode
 
 ED25519_PUBLIC = bytes.fromhex("080112201ed1e8fae2c4a144b8be8fd4b47bf3d3b34b871c3cacf6010f0e42d474fce27e")
 ED25519_ID = "12D3KooWBtg3aaRMjxwedh83aGiUkwSxDwUZkzuJcfaqUmo7R3pq"
@@ -167,6 +168,8 @@ def test_fuzz_from_string(text: str) -> None:
     except DecodeError:
         return
     assert PeerId.from_bytes(pid.to_bytes()) == pid
+    # the text a base58 ID was parsed from is kept as its string form: it must be the canonical encoding
+    assert str(pid) == b58encode(pid.to_bytes())
 
 
 @settings(max_examples=100, deadline=None)

@@ -88,7 +88,10 @@ class PeerId:
         if not text or len(text) > MAX_PEER_ID_TEXT_LENGTH:
             raise DecodeError(f"peer ID text must be 1 to {MAX_PEER_ID_TEXT_LENGTH} characters")
         if text[0] == "1" or text.startswith("Qm"):
-            return cls(b58decode(text))
+            pid = cls(b58decode(text))
+            # base58btc is a bijection (leading "1"s are the leading zero bytes): the text is the canonical form
+            object.__setattr__(pid, "_str", text)
+            return pid
         try:
             cid = multibase_decode(text)
         except ValueError as e:

@@ -225,7 +225,8 @@ def rank_addrs(addrs: Iterable[Multiaddr]) -> list[Multiaddr]:
                 break
         return (t, v6, port)
 
-    return sorted(addrs, key=score)
+    addrs = list(addrs)
+    return addrs if len(addrs) < 2 else sorted(addrs, key=score)
 
 
 class _RaceState:
