@@ -50,7 +50,7 @@ WEBRTC_HOSTS = NUM_HOSTS
 """Hosts of the WebRTC-direct variant: the issue's 20. Its ~700 WebRTC handshakes (each address of a peer
 raced, both sides in this one process) cost 8-13 s of CPU; under two CPU hogs they ran into their 10 s
 handshake timeout by the hundred (10 hosts were ready in 5-7 s under the same load), a known limit. On an
-idle machine: 9.5 s median, 11.6 s max over 20 runs (bench/results/webrtc_stress.md)."""
+idle machine: 8.4-9.5 s median, 11.2-11.6 s max over 20 runs (bench/results/webrtc_stress.md)."""
 ROUNDS = 100
 
 
