@@ -11,15 +11,16 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from jspeer import JsPeer
+from jspeer import JsPeer, JsPeerError
 
 import aiolibp2p
 from aiolibp2p.crypto.peer_id import PeerId
 from aiolibp2p.exceptions import DialError
 from aiolibp2p.network import events as ev
+from aiolibp2p.network.gater import ConnectionGater
 from aiolibp2p.protocols.echo import PROTOCOL_ID as ECHO
 from aiolibp2p.protocols.echo import echo_roundtrip, handle_echo
-from aiolibp2p.transports.webrtc import WebRtcCertificate
+from aiolibp2p.transports.webrtc import WebRtcCertificate, WebRtcDirectTransport
 
 pytestmark = pytest.mark.interop
 
@@ -110,6 +111,34 @@ async def test_wrong_certhash_fails_the_dial() -> None:
             assert "certhash" in repr(ei.value.errors) or "certhash" in str(ei.value), ei.value
             # the right one still works afterwards
             assert str(await host.connect(js.addr)) == js.peer_id
+
+
+async def test_gater_refuses_a_js_dialer_at_its_first_stun_check() -> None:
+    """Our listener asks the gater at the js dialer's first STUN check, before any ICE, DTLS or Noise work (as
+    go-libp2p calls InterceptAccept per STUN check): refused, js gets no answer and its dial fails on its own
+    (bounded) timeout, and we never create nor announce a connection; allowed again, the same js node
+    connects and pings."""
+    gater = ConnectionGater()
+    gater.deny_subnet("127.0.0.0/8")
+    async with asyncio.timeout(40):
+        async with (
+            JsPeer(transport="webrtc-direct") as js,
+            aiolibp2p.new_host(listen=[LISTEN], transports=["webrtc-direct"], gater=gater) as host,
+        ):
+            (transport,) = host.swarm.transports
+            assert isinstance(transport, WebRtcDirectTransport)
+            opened: list[ev.Event] = []
+            host.on(ev.ConnectionOpened, opened.append)
+            (addr,) = host.full_addrs()
+            with pytest.raises(JsPeerError):
+                await js.dial(str(addr), timeout=4)
+            assert transport.stats_gated >= 1
+            assert opened == [] and host.connections() == []
+            gater.denied_subnets.clear()
+            info = await js.dial(str(addr), timeout=15)
+            assert info["peerId"] == str(host.peer_id)
+            assert await js.ping(str(host.peer_id)) < 2000
+            assert len(opened) == 1
 
 
 async def test_idle_connection_outlives_the_idle_timeout_both_ways() -> None:
