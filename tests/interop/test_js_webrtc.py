@@ -1,7 +1,9 @@
 """aiolibp2p ⇄ js-libp2p 3.x over WebRTC-direct (@libp2p/webrtc 6, node-datachannel/libdatachannel underneath),
 both directions: ping, identify (with the /webrtc-direct/certhash listen addresses and a signed peer record),
 a 4 MiB echo verified byte by byte, 50 concurrent streams, and a close seen by the other side within 1 s —
-the founding bug was a WebRTC close that never reached the remote. A wrong /certhash fails the dial.
+the founding bug was a WebRTC close that never reached the remote. A wrong /certhash fails the dial; our gater
+refusing js at its first STUN check leaves no trace on our side; v2 ICE credentials against js (which knows only
+v1) fail within the handshake timeout.
 
 js makes a new certificate at every start, so its address (and certhash) is read from its output each time.
 """
@@ -14,13 +16,14 @@ import pytest
 from jspeer import JsPeer, JsPeerError
 
 import aiolibp2p
+from aiolibp2p.crypto.keys import generate_key_pair
 from aiolibp2p.crypto.peer_id import PeerId
 from aiolibp2p.exceptions import DialError
 from aiolibp2p.network import events as ev
 from aiolibp2p.network.gater import ConnectionGater
 from aiolibp2p.protocols.echo import PROTOCOL_ID as ECHO
 from aiolibp2p.protocols.echo import echo_roundtrip, handle_echo
-from aiolibp2p.transports.webrtc import WebRtcCertificate, WebRtcDirectTransport
+from aiolibp2p.transports.webrtc import WebRtcCertificate, WebRtcDirectConfig, WebRtcDirectTransport
 
 pytestmark = pytest.mark.interop
 
@@ -139,6 +142,26 @@ async def test_gater_refuses_a_js_dialer_at_its_first_stun_check() -> None:
             assert info["peerId"] == str(host.peer_id)
             assert await js.ping(str(host.peer_id)) < 2000
             assert len(opened) == 1
+
+
+async def test_v2_credentials_against_a_v1_only_js_listener_fail_in_bounded_time() -> None:
+    """js-libp2p 3.x (@libp2p/webrtc 6) knows only the ``libp2p+webrtc+v1/`` ICE credentials; a dialer set to v2
+    (go-libp2p >= 0.49's) gets no answer from it and fails on its handshake timeout with a clear error, no
+    hang; the same host dialing v1 connects (js has no v2 to test against: this is the mismatch a mixed
+    network can meet)."""
+    key = generate_key_pair()
+    v2 = WebRtcDirectTransport(key, WebRtcDirectConfig(dial_version=2, handshake_timeout=3))
+    async with asyncio.timeout(40):
+        async with JsPeer(transport="webrtc-direct") as js:
+            async with aiolibp2p.new_host(key=key, listen=[], transports=[v2]) as host:
+                loop = asyncio.get_running_loop()
+                t0 = loop.time()
+                with pytest.raises(DialError) as ei:
+                    await host.connect(js.addr, timeout=10)
+                assert loop.time() - t0 < 6
+                assert "handshake did not complete" in repr(ei.value.errors), ei.value.errors
+            async with _host() as v1:
+                assert str(await v1.connect(js.addr)) == js.peer_id
 
 
 async def test_idle_connection_outlives_the_idle_timeout_both_ways() -> None:
