@@ -51,6 +51,14 @@ def start_server(src: str, transport: str) -> tuple[subprocess.Popen[str], str]:
     return proc, line["addr"]
 
 
+def stop_servers(servers: dict[str, tuple[subprocess.Popen[str], str]]) -> None:
+    """End the servers ``start_server`` started (they exit on stdin EOF)."""
+    for proc, _ in servers.values():
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait(timeout=10)
+
+
 def proc_cpu_ms(pid: int) -> float:
     """User + system CPU time of process ``pid`` so far, in ms (Linux)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -83,8 +91,12 @@ def inprocess_cpu(src: str, count: int, transport: str) -> float:
     return float(min(json.loads(out.stdout.strip().splitlines()[-1])["cpu_ms"]))
 
 
-def print_rows(rows: list[tuple[str, dict[str, list[float]]]]) -> None:
-    """One Markdown row per metric: each side's median of the round values [min-max], and the change."""
+def print_rows(heading: str, rows: list[tuple[str, dict[str, list[float]]]]) -> None:
+    """``heading``, then a Markdown table with one row per metric: each side's median of the round values
+    [min-max], and the change."""
+    print(heading + "\n")
+    print("| metric | base | new | change |")
+    print("|---|---|---|---|")
     for title, data in rows:
         b, n = statistics.median(data["base"]), statistics.median(data["new"])
         cells = [
@@ -130,13 +142,7 @@ def main() -> None:
                 flush=True,
             )
     finally:
-        for proc, _ in servers.values():
-            assert proc.stdin is not None
-            proc.stdin.close()
-            proc.wait(timeout=10)
-    print(f"{args.rounds} rounds, {args.transport}; median of round medians [min-max]\n")
-    print("| metric | base | new | change |")
-    print("|---|---|---|---|")
+        stop_servers(servers)
     rows = [
         (f"dial ({args.transport}) + first ping (ms)", dial),
         ("client CPU per dial (ms)", ccpu),
@@ -145,7 +151,7 @@ def main() -> None:
     ]
     if not args.no_ping:
         rows.append(("ping RTT median (us)", ping))
-    print_rows(rows)
+    print_rows(f"{args.rounds} rounds, {args.transport}; median of round medians [min-max]", rows)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ab_dial import PEER, env_for, print_rows, start_server  # bench/ is the script's folder
+from ab_dial import PEER, env_for, print_rows, start_server, stop_servers  # bench/ is the script's folder
 
 PING_CPU = Path(__file__).resolve().parent / "ping_cpu.py"
 
@@ -64,17 +64,11 @@ def main() -> None:
                 flush=True,
             )
     finally:
-        for proc, _ in servers.values():
-            assert proc.stdin is not None
-            proc.stdin.close()
-            proc.wait(timeout=10)
-    print(f"{args.rounds} rounds, {args.transport}; median of the round values [min-max]\n")
-    print("| metric | base | new | change |")
-    print("|---|---|---|---|")
+        stop_servers(servers)
     rows = [(f"ping RTT, median of {args.count} (us)", rtt)]
     if not args.no_cpu:
         rows.append(("CPU per ping, both hosts in one process (us)", cpu))
-    print_rows(rows)
+    print_rows(f"{args.rounds} rounds, {args.transport}; median of the round values [min-max]", rows)
 
 
 if __name__ == "__main__":
