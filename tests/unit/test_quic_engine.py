@@ -54,6 +54,18 @@ def listener_engine(
     )
 
 
+def answer_first_flight(client: Libp2pQuicEngine, ks: PrivateKey, now: float) -> Libp2pQuicEngine:
+    """The listener (key ``ks``) that the connected ``client``'s first flight creates, after one round trip:
+    it reads the flight at ``now`` + 1 ms, the client reads its answer at ``now`` + 2 ms."""
+    first = client.datagrams_to_send(now)
+    server = listener_engine(ks, first)
+    for data, _ in first:
+        server.receive_datagram(data, CLIENT_ADDR, now + 0.001)
+    for data, _ in server.datagrams_to_send(now + 0.001):
+        client.receive_datagram(data, SERVER_ADDR, now + 0.002)
+    return server
+
+
 class Pair:
     def __init__(
         self,
@@ -112,12 +124,7 @@ def test_dialer_is_ready_when_tls_completes_before_handshake_done() -> None:
     ks, kc = generate_key_pair(), generate_key_pair()
     client = dialer_engine(kc)
     client.connect(SERVER_ADDR, 0.0)
-    first = client.datagrams_to_send(0.0)
-    server = listener_engine(ks, first)
-    for data, _ in first:
-        server.receive_datagram(data, CLIENT_ADDR, 0.001)
-    for data, _ in server.datagrams_to_send(0.001):
-        client.receive_datagram(data, SERVER_ADDR, 0.002)
+    server = answer_first_flight(client, ks, 0.0)
     assert client.handshake_done and client.remote_peer == PeerId.from_public_key(ks.public_key)
     assert not client._handshake_confirmed and not server.handshake_done
     sid = client.get_next_available_stream_id()
@@ -165,12 +172,7 @@ def test_prepared_dialer_engine_still_refuses_an_unexpected_peer() -> None:
     other = generate_key_pair().public_key.peer_id
     client.expected_peer = other
     client.connect(SERVER_ADDR, 1.0)
-    first = client.datagrams_to_send(1.0)
-    server = listener_engine(ks, first)
-    for data, _ in first:
-        server.receive_datagram(data, CLIENT_ADDR, 1.0)
-    for data, _ in server.datagrams_to_send(1.001):
-        client.receive_datagram(data, SERVER_ADDR, 1.002)
+    answer_first_flight(client, ks, 1.0)
     assert not client.handshake_done and client.remote_peer is None
     assert isinstance(client.auth_error, PeerIdMismatch) and client.auth_error.expected == other
 
