@@ -447,8 +447,12 @@ class GossipSub(PubSubRouter):
     def _on_duplicate(self, peer: PeerId, msg_id: bytes, topic: str, now: float) -> None:
         if self.score is not None:
             self.score.duplicate_message(msg_id, topic, peer, now)
+        self._take_back_forward(peer, msg_id)  # the peer has it (it sent it to us)
+
+    def _take_back_forward(self, peer: PeerId, msg_id: bytes) -> None:
+        """The peer has ``msg_id``: our forward of it still queued for the peer need not go."""
         st = self.peers.get(peer)
-        if st is not None and st.queued:  # the peer has it (it sent it to us): our queued forward need not go
+        if st is not None and st.queued:
             m = self.mcache.get(msg_id)
             if m is not None:
                 self.cancel_queued(peer, m.pb)
@@ -653,17 +657,13 @@ class GossipSub(PubSubRouter):
         total = 0
         max_length = self.gs.max_idontwant_length
         ttl = self.gs.idontwant_message_ttl
-        queued = self.peers[peer].queued if peer in self.peers else None
         for idw in idontwants:
             for mid in idw.messageIDs:
                 if total >= max_length:
                     return
                 total += 1
                 unwanted[mid] = ttl
-                if queued:  # a forward still waiting for the peer's writer: it need not leave at all
-                    m = self.mcache.get(mid)
-                    if m is not None:
-                        self.cancel_queued(peer, m.pb)
+                self._take_back_forward(peer, mid)
 
     def _on_frame_dropped(self, peer: PeerId, rpc: pb.RPC) -> None:
         # Keep GRAFT/PRUNE (they change mesh state on both sides) for the next flush that has room.

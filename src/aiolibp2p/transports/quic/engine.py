@@ -23,8 +23,9 @@ in :mod:`.connection` stays thin. This subclass adds, per ``quic/README.md`` and
 aioquic internals used (pinned by the dependency bound and covered by the tests): ``tls.Context``'s
 handshake-step methods and ``_request_client_certificate``, ``_host_cids``, ``_peer_cid(_available)``,
 ``_close_event``, ``_network_paths``, ``_close_at`` and ``_idle_timeout`` (a prepared engine's dial), the
-module function ``EPOCHS`` (memoized), the limit objects, the two ``_write_*_limits`` hooks and ``_handle_padding_frame`` (bound into the frame table at
-construction, so the override is what runs).
+module function ``EPOCHS`` (memoized), ``_replenish_connection_ids`` and ``_handshake_complete`` (spare
+connection IDs issued later), the limit objects, the two ``_write_*_limits`` hooks and
+``_handle_padding_frame`` (bound into the frame table at construction, so the override is what runs).
 """
 
 from __future__ import annotations
