@@ -22,17 +22,16 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections import deque
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aioquic.quic import events as qe
 from aioquic.quic.connection import QuicConnectionState
 
-from ...core.interfaces import Direction, MuxedStream, StreamCallback
-from ...exceptions import ConnectionClosed, DeadlineExceeded, StreamReset
+from ...core.interfaces import Direction, MuxedStream
+from ...exceptions import ConnectionClosed, StreamReset
 from ...muxers.buffered_stream import BufferedStream
-from .config import CONN_CLOSE_NORMAL, QuicConfig
+from ..native import NativeConnection
+from .config import QuicConfig
 from .engine import Libp2pQuicEngine
 
 if TYPE_CHECKING:
@@ -160,8 +159,14 @@ class QuicStream(BufferedStream):
         return super().is_closed() or (self._send_done and self._read_done and not self._buf)
 
 
-class QuicConnection:
+class QuicConnection(NativeConnection[QuicStream]):
     """A libp2p connection over QUIC (``MuxedConnection``), driven by its endpoint."""
+
+    endpoint: QuicEndpoint
+    config: QuicConfig
+    security_protocol = "/tls/1.0.0"
+    muxer = "quic"
+    handshake_name = "QUIC handshake"
 
     def __init__(
         self,
@@ -173,20 +178,8 @@ class QuicConnection:
         local_addr: Multiaddr,
         remote_addr: Multiaddr,
     ) -> None:
-        self.endpoint = endpoint
+        super().__init__(endpoint, config, direction, remote_sockaddr, local_addr, remote_addr)
         self.engine = engine
-        self.config = config
-        self.direction = direction
-        self.remote_sockaddr = remote_sockaddr
-        self.local_addr = local_addr
-        self.remote_addr = remote_addr
-        self._loop = asyncio.get_running_loop()
-        self._streams: dict[int, QuicStream] = {}
-        self._pending_inbound: deque[QuicStream] = deque()
-        self._inbound_cb: StreamCallback | None = None
-        self._close_cb: Callable[[BaseException | None], None] | None = None
-        self._close_cb_done = False
-        self._closed_exc: ConnectionClosed | None = None
         self._blocked_writers: set[QuicStream] = set()
         self._transmit_handle: asyncio.Handle | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -196,8 +189,6 @@ class QuicConnection:
         self._pings: dict[int, asyncio.Future[None]] = {}
         self._stream_limit_seen = engine.inbound_stream_limit
         self._peer_cids_seen: tuple[int, bytes | None, int] = (0, None, 0)
-        self.handshake: asyncio.Future[None] = self._loop.create_future()
-        self.terminated = False  # the engine is done: the endpoint may forget this connection
 
     # -- identity (valid once the handshake completed) -------------------------------------------------
     @property
@@ -210,40 +201,10 @@ class QuicConnection:
         assert self.engine.remote_public_key is not None
         return self.engine.remote_public_key
 
-    # what the swarm reads from a capable connection (it is its own session, muxer and address holder)
-    security_protocol = "/tls/1.0.0"
-    muxer = "quic"
-
-    @property
-    def session(self) -> QuicConnection:
-        return self
-
-    @property
-    def muxed(self) -> QuicConnection:
-        return self
-
     def __repr__(self) -> str:
         return f"<QuicConnection {self.direction.value} {self.remote_addr} {self.engine.remote_peer}>"
 
     # -- MuxedConnection -------------------------------------------------------------------------------
-    @property
-    def num_streams(self) -> int:
-        return len(self._streams)
-
-    def is_closed(self) -> bool:
-        return self._closed_exc is not None
-
-    def set_inbound_stream_handler(self, callback: StreamCallback) -> None:
-        self._inbound_cb = callback
-        while self._pending_inbound:
-            callback(self._pending_inbound.popleft())
-
-    def set_close_callback(self, callback: Callable[[BaseException | None], None]) -> None:
-        self._close_cb = callback
-        if self._closed_exc is not None and not self._close_cb_done:
-            self._close_cb_done = True
-            callback(self._closed_exc)
-
     async def open_stream(self) -> MuxedStream:
         """A new bidirectional stream. Beyond the peer's MAX_STREAMS it exists but stays blocked (its writes
         wait) until the peer grants more: the caller's deadline bounds that wait."""
@@ -255,21 +216,10 @@ class QuicConnection:
         self._streams[sid] = s
         return s
 
-    async def close(self, code: int = CONN_CLOSE_NORMAL) -> None:
-        if self._closed_exc is not None:
-            return
-        self.engine.close(error_code=code, reason_phrase="")
+    def _send_close(self, code: int, reason: str) -> None:
+        """CONNECTION_CLOSE with the application error ``code``, sent at once."""
+        self.engine.close(error_code=code, reason_phrase=reason)
         self._transmit()
-        self._terminate(ConnectionClosed("connection closed locally", cause="local-close", code=code))
-
-    def abort(self, exc: BaseException | None = None) -> None:
-        """Tear down at once: the remote still gets a CONNECTION_CLOSE (code 0) if the socket is open."""
-        if self._closed_exc is None:
-            self.engine.close(error_code=CONN_CLOSE_NORMAL, reason_phrase="aborted")
-            self._transmit()
-            cause = getattr(exc, "cause", None) or "aborted"
-            self._terminate(ConnectionClosed(f"connection aborted: {exc!r}", cause=cause))
-        self._finish()
 
     async def ping(self) -> None:
         """A QUIC PING, acknowledged by the remote (the swarm's liveness probe)."""
@@ -499,54 +449,27 @@ class QuicConnection:
             self._blocked_writers.discard(s)
 
     # -- ending ----------------------------------------------------------------------------------------------
-    def fail_handshake(self, exc: BaseException) -> None:
-        if not self.handshake.done():
-            self.handshake.set_exception(exc)
-            self.handshake.exception()  # retrieved: nobody may be waiting any more
-
-    def _terminate(self, exc: ConnectionClosed) -> None:
-        """The connection is over for the application: fail streams and waiters, run the close callback."""
-        if self._closed_exc is not None:
-            return
-        self._closed_exc = exc
+    def _stop_timers(self) -> None:
         if self._keepalive is not None:
             self._keepalive.cancel()
             self._keepalive = None
-        auth = self.engine.auth_error
-        self.fail_handshake(auth if auth is not None else exc)
-        for s in list(self._streams.values()):
-            s.fail(exc)
-        self._streams.clear()
-        self._pending_inbound.clear()
+
+    def _handshake_failure(self, exc: ConnectionClosed) -> BaseException:
+        auth = self.engine.auth_error  # a refused certificate says why, rather than that the connection ended
+        return auth if auth is not None else exc
+
+    def _on_terminated(self, exc: ConnectionClosed) -> None:
         for fut in self._pings.values():
             if not fut.done():
                 fut.set_exception(exc)
-        if self._close_cb is not None and not self._close_cb_done:
-            self._close_cb_done = True
-            self._close_cb(exc)
-        # keep answering for a moment (repeat CONNECTION_CLOSE, absorb stray packets), then forget
-        self._loop.call_later(self.config.close_linger, self._finish)
 
-    def _finish(self) -> None:
-        if self.terminated:
-            return
-        self.terminated = True
+    def _forget(self) -> None:
         for h in (self._timer, self._keepalive, self._transmit_handle, self._cid_timer):
             if h is not None:
                 h.cancel()
         self._timer = self._keepalive = self._transmit_handle = self._cid_timer = None
-        if self._closed_exc is None:
-            self._terminate(ConnectionClosed("connection ended", cause="closed"))
-        self.endpoint.forget(self)
+        super()._forget()
 
     def stateless_reset_received(self) -> None:
         self._terminate(ConnectionClosed("the remote sent a stateless reset", cause="stateless-reset"))
         self._finish()
-
-    async def wait_handshake(self, timeout: float) -> None:
-        try:
-            async with asyncio.timeout(timeout):
-                await asyncio.shield(self.handshake)
-        except TimeoutError:
-            self.abort(DeadlineExceeded("QUIC handshake", timeout))
-            raise DeadlineExceeded("QUIC handshake", timeout) from None

@@ -31,7 +31,7 @@ from aiortc.rtcdatachannel import RTCDataChannel, RTCDataChannelParameters
 from aiortc.rtcsctptransport import USERDATA_MAX_LENGTH, RTCSctpCapabilities, RTCSctpTransport
 from aiortc.utils import uint32_gt
 
-from ...core.interfaces import Direction, MuxedStream, StreamCallback
+from ...core.interfaces import Direction, MuxedStream
 from ...exceptions import (
     ConnectionClosed,
     DeadlineExceeded,
@@ -43,6 +43,7 @@ from ...exceptions import (
 from ...muxers.buffered_stream import BufferedStream
 from ...security.noise.handshake import NoiseHandshake
 from ...wire.multihash import SHA2_256, multihash_encode
+from ..native import NativeConnection
 from . import ice
 from .certificate import WebRtcCertificate
 from .config import SCTP_PORT, WebRtcDirectConfig
@@ -367,11 +368,14 @@ class WebRtcStream(BufferedStream):
         return super().is_closed() or self._channel.readyState == "closed"
 
 
-class WebRtcConnection:
+class WebRtcConnection(NativeConnection[WebRtcStream]):
     """A libp2p connection over WebRTC-direct (``MuxedConnection`` and the swarm's capable connection)."""
 
+    endpoint: WebRtcEndpoint
+    config: WebRtcDirectConfig
     security_protocol = "/noise"
     muxer = "webrtc"
+    handshake_name = "WebRTC-direct handshake"
 
     def __init__(
         self,
@@ -388,19 +392,13 @@ class WebRtcConnection:
         expected_fingerprint: bytes | None = None,
         expected_peer: PeerId | None = None,
     ) -> None:
-        self.endpoint = endpoint
-        self.config = config
-        self.direction = direction
+        super().__init__(endpoint, config, direction, remote_sockaddr, local_addr, remote_addr)
         self.is_server = direction is Direction.INBOUND
-        self.remote_sockaddr = remote_sockaddr
         self.credentials = credentials
-        self.local_addr = local_addr
-        self.remote_addr = remote_addr
         self._certificate = certificate
         self._noise_factory = noise_factory
         self._expected_fingerprint = expected_fingerprint
         self._expected_peer = expected_peer
-        self._loop = asyncio.get_running_loop()
         self.dtls = DtlsEngine(certificate, is_server=self.is_server, mtu=config.dtls_mtu)
         self._shim = _DtlsShim(self, self.is_server)
         self.sctp: _Sctp | None = None
@@ -410,12 +408,6 @@ class WebRtcConnection:
         self._noise_core = StreamCore()
         self._remote_peer: PeerId | None = None
         self._remote_public_key: PublicKey | None = None
-        self._streams: dict[int, WebRtcStream] = {}
-        self._pending_inbound: deque[WebRtcStream] = deque()
-        self._inbound_cb: StreamCallback | None = None
-        self._close_cb: Callable[[BaseException | None], None] | None = None
-        self._close_cb_done = False
-        self._closed_exc: ConnectionClosed | None = None
         self._next_stream_id = 1 if self.is_server else 2
         self._ice_connected = self.is_server  # a listener's connection exists because a check arrived
         self._stun_tx: bytes | None = None
@@ -429,8 +421,6 @@ class WebRtcConnection:
         self._rwnd_held = 0
         self.last_rx = time.monotonic()
         self._rx_waiters: list[asyncio.Future[None]] = []  # ping() callers waiting for any datagram
-        self.handshake: asyncio.Future[None] = self._loop.create_future()
-        self.terminated = False
 
     # -- identity (valid once the handshake completed) -------------------------------------------------
     @property
@@ -443,38 +433,10 @@ class WebRtcConnection:
         assert self._remote_public_key is not None
         return self._remote_public_key
 
-    @property
-    def session(self) -> WebRtcConnection:
-        return self
-
-    @property
-    def muxed(self) -> WebRtcConnection:
-        return self
-
     def __repr__(self) -> str:
         return f"<WebRtcConnection {self.direction.value} {self.remote_addr} {self._remote_peer}>"
 
     # -- MuxedConnection -------------------------------------------------------------------------------
-    @property
-    def num_streams(self) -> int:
-        return len(self._streams)
-
-    def is_closed(self) -> bool:
-        return self._closed_exc is not None
-
-    def set_inbound_stream_handler(self, callback: StreamCallback) -> None:
-        self._inbound_cb = callback
-        while self._pending_inbound:
-            s = self._pending_inbound.popleft()
-            if not s.is_closed():
-                callback(s)
-
-    def set_close_callback(self, callback: Callable[[BaseException | None], None]) -> None:
-        self._close_cb = callback
-        if self._closed_exc is not None and not self._close_cb_done:
-            self._close_cb_done = True
-            callback(self._closed_exc)
-
     async def open_stream(self) -> MuxedStream:
         if self._closed_exc is not None:
             raise self._closed_exc
@@ -492,19 +454,6 @@ class WebRtcConnection:
         self._streams[sid] = s
         return s
 
-    async def close(self, code: int = 0) -> None:
-        if self._closed_exc is not None:
-            return
-        self._send_close()
-        self._terminate(ConnectionClosed("connection closed locally", cause="local-close", code=code))
-
-    def abort(self, exc: BaseException | None = None) -> None:
-        if self._closed_exc is None:
-            self._send_close()
-            cause = getattr(exc, "cause", None) or "aborted"
-            self._terminate(ConnectionClosed(f"connection aborted: {exc!r}", cause=cause))
-        self._finish()
-
     async def ping(self) -> None:
         """A STUN consent check answered by the remote (the swarm's liveness probe)."""
         if self._closed_exc is not None:
@@ -521,8 +470,8 @@ class WebRtcConnection:
             if fut in self._rx_waiters:
                 self._rx_waiters.remove(fut)
 
-    def _send_close(self) -> None:
-        """What the remote needs to notice: SCTP ABORT, then DTLS close_notify."""
+    def _send_close(self, code: int = 0, reason: str = "") -> None:
+        """What the remote needs to notice: SCTP ABORT, then DTLS close_notify (no code: WebRTC carries none)."""
         sctp = self.sctp
         if sctp is not None and not self._association_closed():
             self._drive(sctp._abort())
@@ -550,14 +499,6 @@ class WebRtcConnection:
             self._fail_handshake_and_close(HandshakeError(f"the dialer went silent for {silent:.1f} s"))
             return
         self._loop.call_later(self.config.pending_silence_timeout / 2, self._check_pending)
-
-    async def wait_handshake(self, timeout: float) -> None:
-        try:
-            async with asyncio.timeout(timeout):
-                await asyncio.shield(self.handshake)
-        except TimeoutError:
-            self.abort(DeadlineExceeded("WebRTC-direct handshake", timeout))
-            raise DeadlineExceeded("WebRTC-direct handshake", timeout) from None
 
     # -- ICE ---------------------------------------------------------------------------------------------------
     def _send_check(self) -> None:
@@ -855,33 +796,26 @@ class WebRtcConnection:
 
     # -- ending -------------------------------------------------------------------------------------------------
     def _fail_handshake_and_close(self, exc: BaseException) -> None:
-        if not self.handshake.done():
-            self.handshake.set_exception(exc)
-            self.handshake.exception()
+        self.fail_handshake(exc)
         if self._closed_exc is None:
             self._send_close()
             cause = "handshake-failed" if not self._remote_peer else "protocol-violation"
             self._terminate(ConnectionClosed(f"WebRTC-direct connection failed: {exc}", cause=cause))
         self._finish()
 
-    def _terminate(self, exc: ConnectionClosed) -> None:
-        if self._closed_exc is not None:
-            return
-        self._closed_exc = exc
+    def _stop_timers(self) -> None:
         for h in (self._keepalive, self._stun_timer, self._dtls_timer):
             if h is not None:
                 h.cancel()
         self._keepalive = self._stun_timer = self._dtls_timer = None
-        if not self.handshake.done():
-            self.handshake.set_exception(exc)
-            self.handshake.exception()
-        for s in list(self._streams.values()):
-            s.fail(exc)
-            if s._linger is not None:
-                s._linger.cancel()
-                s._linger = None
-        self._streams.clear()
-        self._pending_inbound.clear()
+
+    def _fail_stream(self, s: WebRtcStream, exc: ConnectionClosed) -> None:
+        s.fail(exc)
+        if s._linger is not None:
+            s._linger.cancel()
+            s._linger = None
+
+    def _on_terminated(self, exc: ConnectionClosed) -> None:
         waiters, self._rx_waiters = self._rx_waiters, []
         for w in waiters:
             if not w.done():
@@ -897,15 +831,3 @@ class WebRtcConnection:
             for cancel in (sctp._t1_cancel, sctp._t2_cancel, sctp._t3_cancel, sctp._reconfig_timer_cancel):
                 cancel()
             sctp.remove_all_listeners()
-        if self._close_cb is not None and not self._close_cb_done:
-            self._close_cb_done = True
-            self._close_cb(exc)
-        self._loop.call_later(self.config.close_linger, self._finish)
-
-    def _finish(self) -> None:
-        if self.terminated:
-            return
-        if self._closed_exc is None:
-            self._terminate(ConnectionClosed("connection ended", cause="closed"))
-        self.terminated = True
-        self.endpoint.forget(self)
