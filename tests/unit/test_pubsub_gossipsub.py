@@ -348,6 +348,54 @@ def test_idontwant_takes_back_a_queued_forward() -> None:
     assert a.router.stats.forwards_cancelled == 2
 
 
+def test_idontwant_leaves_ahead_of_large_messages_and_queued_frames() -> None:
+    """An IDONTWANT rides in the forward's frame only when that frame fits in about one TCP segment and nothing
+    else is queued for the peer; otherwise it leaves in a frame of its own ahead of every queued frame (go's
+    urgent queue), so the peer reads it without waiting for a message body or a backlog."""
+    net = mesh_net(6)
+    src, a, b = net.nodes[0], net.nodes[1], net.nodes[2]
+    a.gs.mesh["t"].add(b.peer_id)
+    a.router.take_frames(b.peer_id)
+    a.router.inline_validator = lambda _m: ValidationResult.ACCEPT  # as the service's with no async validator
+    limit = a.router.config.control_piggyback_limit
+
+    def receive(size: int) -> bytes:
+        msg_id, message = src.router.build_message("t", bytes(size))
+        a.router.handle_frame(src.peer_id, pb.RPC(publish=[message.pb]).SerializeToString(), net.now)
+        net._drain_events(a)
+        return msg_id
+
+    def kinds(frames: list[bytes]) -> list[tuple[str, list[bytes]]]:
+        out = []
+        for f in frames:
+            rpc = pb.RPC.FromString(f)
+            ids = [i for c in rpc.control.idontwant for i in c.messageIDs]
+            out.append(("idw+msg" if rpc.publish and ids else "msg" if rpc.publish else "idw", ids))
+        return out
+
+    # at the IDONTWANT threshold with nothing queued: one frame, within the limit
+    id1 = receive(1024)
+    frames = a.router.take_frames(b.peer_id)
+    assert kinds(frames) == [("idw+msg", [id1])] and len(frames[0]) <= limit
+    # a larger message: its IDONTWANT first, alone
+    id2 = receive(limit)
+    assert kinds(list(a.router.peers[b.peer_id].frames)) == [("idw", [id2]), ("msg", [])]
+    # frames still queued (the writer is behind): the next IDONTWANT goes ahead of them, after the first
+    id3 = receive(1024)
+    assert kinds(a.router.take_frames(b.peer_id)) == [
+        ("idw", [id2]),
+        ("idw", [id3]),
+        ("msg", []),
+        ("msg", []),
+    ]
+    assert a.router.peers[b.peer_id].urgent == 0
+    # an IDONTWANT still queued ahead does not hide a later take-back of its message's forward
+    id4 = receive(limit)
+    b_idw = pb.RPC(control=pb.ControlMessage(idontwant=[pb.ControlIDontWant(messageIDs=[id4])]))
+    a.router.handle_frame(b.peer_id, b_idw.SerializeToString(), net.now)
+    assert kinds(a.router.take_frames(b.peer_id)) == [("idw", [id4])]
+
+
 def test_idontwant_only_to_v12_peers() -> None:
     net = Net()
     old = net.add_gossipsub(GossipSubConfig(protocols=(GOSSIPSUB_V11, GOSSIPSUB_V10)))

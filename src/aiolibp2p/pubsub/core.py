@@ -69,6 +69,11 @@ class PubSubConfig:
     """Messages awaiting a validation verdict at once (go's validate throttle); more are dropped."""
     max_outbound_rpcs_per_peer: int = 128
     """Frames queued for one peer before new ones are dropped (go drops at 32; counted in stats)."""
+    control_piggyback_limit: int = 1400
+    """Largest frame in which an IDONTWANT rides with the message it is sent with, when nothing else is queued
+    for the peer: about one TCP segment (Ethernet MSS less Noise and yamux overhead), which arrives whole
+    either way. Otherwise the IDONTWANT leaves in a frame of its own, ahead of every frame queued for the peer
+    (go sends it on its urgent queue), so the peer reads it without waiting for a message body or a backlog."""
     max_topics_per_peer: int = 5000
     """Topics one remote peer may be subscribed to; further subscriptions are ignored."""
     max_subscriptions_per_rpc: int = 5000
@@ -188,7 +193,7 @@ class _Outgoing:
 class PeerState:
     """A connected pubsub peer: its negotiated protocol, its topics, its outbound frame queue."""
 
-    __slots__ = ("frames", "ips", "outbound", "protocol", "queued", "topics")
+    __slots__ = ("frames", "ips", "outbound", "protocol", "queued", "topics", "urgent")
 
     def __init__(self, protocol: str, outbound: bool, ips: tuple[str, ...]) -> None:
         self.protocol = protocol
@@ -196,6 +201,7 @@ class PeerState:
         self.ips = ips
         self.topics: set[str] = set()
         self.frames: deque[bytes] = deque()
+        self.urgent = 0  # the first ``urgent`` frames are IDONTWANTs queued ahead of the rest
         # the queued frames that carry one message and at most an IDONTWANT head, by id() of the message
         # (kept alive here, so the id cannot be reused): (message, frame, head), until the writer takes them
         self.queued: dict[int, tuple[pb.Message, bytes, bytes]] = {}
@@ -270,8 +276,10 @@ class PubSubRouter:
             out = list(frames)
             frames.clear()
             st.queued.clear()
+            st.urgent = 0
         else:
             out = [frames.popleft() for _ in range(limit)]
+            st.urgent = max(0, st.urgent - limit)
             if st.queued:
                 left = {id(f) for f in frames}
                 st.queued = {k: v for k, v in st.queued.items() if id(v[1]) in left}
@@ -321,26 +329,37 @@ class PubSubRouter:
         """Queue ``out`` as frames for ``peer``. A message forwarded to many peers in one flush is serialized
         once: ``encoded`` maps ``id(message)`` to its ``publish`` field bytes (tag, length, message), and a
         frame is the subscriptions/control part followed by those fields (protobuf concatenation)."""
-        limit = self.config.max_message_size
+        config = self.config
+        limit = config.max_message_size
         head = b""
         if not (out.subs or out.ihave or out.iwant or out.graft or out.prune):
+            messages = out.messages
             if out.idontwant:
                 # the usual control part while forwarding: only IDONTWANTs, the same for every mesh peer
                 key = tuple(out.idontwant)
                 head = encoded.get(key) or encoded.setdefault(key, _idontwant_control(out.idontwant))
-            if len(out.messages) == 1 and len(st.frames) < self.config.max_outbound_rpcs_per_peer:
+                if len(messages) != 1 or st.frames:
+                    self._queue_urgent(peer, st, head)
+                    head = b""
+            if len(messages) == 1 and len(st.frames) < config.max_outbound_rpcs_per_peer:
                 # the usual frame while forwarding, that head and one message: no list to split into frames
-                msg = out.messages[0]
+                msg = messages[0]
                 field = encoded.get(id(msg))
                 if field is None:
                     body = msg.SerializeToString()
                     field = encoded[id(msg)] = _PUBLISH_TAG + encode_uvarint(len(body)) + body
+                if head and len(head) + len(field) > config.control_piggyback_limit:
+                    self._queue_urgent(peer, st, head)  # ahead of a message too large to share a segment
+                    head = b""
                 if len(head) + len(field) <= limit:
                     frame = head + field if head else field
                     st.frames.append(frame)
                     st.queued[id(msg)] = (msg, frame, head)
                     self._flushed[peer] = None
                     return
+            if head:  # (a message that cannot be queued: its IDONTWANT still goes)
+                self._queue_urgent(peer, st, head)
+                head = b""
         elif out.subs or out.has_control():
             rpc = pb.RPC()
             for topic, subscribe in out.subs:
@@ -386,6 +405,16 @@ class PubSubRouter:
             self._on_frame_dropped(peer, dropped)
         if frames and room > 0:
             self._flushed[peer] = None
+
+    def _queue_urgent(self, peer: PeerId, st: PeerState, frame: bytes) -> None:
+        """Queue a control frame (IDONTWANT) ahead of the frames already queued for ``peer``, after the urgent
+        ones; dropped and counted when the queue is full, as any frame."""
+        if len(st.frames) >= self.config.max_outbound_rpcs_per_peer:
+            self.stats.rpcs_dropped += 1
+            return
+        st.frames.insert(st.urgent, frame)
+        st.urgent += 1
+        self._flushed[peer] = None
 
     def _on_frame_dropped(self, peer: PeerId, rpc: pb.RPC) -> None:
         """Hook: a frame did not fit in the peer's queue (GossipSub keeps its GRAFT/PRUNE for later)."""
