@@ -172,9 +172,9 @@ def test_protobuf_layout_per_type(keys: dict[KeyType, PrivateKey]) -> None:
 @pytest.mark.parametrize("key_type", list(KeyType))
 def test_protobuf_matches_protobuf_runtime(keys: dict[KeyType, PrivateKey], key_type: KeyType) -> None:
     key = keys[key_type]
-    msg = crypto_pb2.PublicKey(Type=int(key_type), Data=key.public_key.raw())
+    msg = crypto_pb2.PublicKey(Type=crypto_pb2.KeyType.ValueType(key_type), Data=key.public_key.raw())
     assert msg.SerializeToString(deterministic=True) == key.public_key.to_protobuf()
-    pmsg = crypto_pb2.PrivateKey(Type=int(key_type), Data=key.raw())
+    pmsg = crypto_pb2.PrivateKey(Type=crypto_pb2.KeyType.ValueType(key_type), Data=key.raw())
     assert pmsg.SerializeToString(deterministic=True) == key.to_protobuf()
 
 

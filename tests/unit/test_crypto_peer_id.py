@@ -124,9 +124,9 @@ def test_immutable_hashable_ordered() -> None:
     same = PeerId.from_bytes(a.to_bytes())
     assert same == a and hash(same) == hash(a) and len({a, same, b}) == 2
     with pytest.raises(AttributeError):
-        a._bytes = b"x"  # type: ignore[misc]
+        a._bytes = b"x"
     with pytest.raises(AttributeError):
-        a.foo = 1  # type: ignore[attr-defined]
+        a.foo = 1
     assert pickle.loads(pickle.dumps(a)) == a
     assert copy.deepcopy(a) is a
     assert a != a.to_bytes()

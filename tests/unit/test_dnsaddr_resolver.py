@@ -8,7 +8,7 @@ import logging
 import time
 
 import pytest
-from local_dns import LocalDnsServer, local_dns
+from local_dns import LocalDnsServer, local_dns  # type: ignore[import-not-found]  # (tests/, on pytest's path)
 
 from aiolibp2p.crypto.keys import generate_key_pair
 from aiolibp2p.crypto.peer_id import PeerId

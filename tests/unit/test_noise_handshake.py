@@ -7,7 +7,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from noise.connection import Keypair, NoiseConnection
+from noise.connection import Keypair, NoiseConnection  # type: ignore[import-untyped]
 
 from aiolibp2p.crypto.keys import KeyType, PrivateKey, generate_key_pair
 from aiolibp2p.exceptions import (

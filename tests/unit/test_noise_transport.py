@@ -401,7 +401,12 @@ async def test_write_now_encrypts_at_once_after_what_was_queued() -> None:
     assert isinstance(out.pipe, NoisePipe)
     sent: list[bytes] = []
     raw_write = pa.write
-    pa.write = lambda d: (sent.append(bytes(d)), raw_write(d))[1]  # type: ignore[method-assign]
+
+    def write(data: bytes | bytearray | memoryview) -> None:
+        sent.append(bytes(data))
+        raw_write(data)
+
+    pa.write = write  # type: ignore[method-assign]
     out.pipe.write(b"queued ")  # held for coalescing until the loop turns
     assert sent == []
     out.pipe.write_now(b"then now")  # the queued bytes first, in this turn

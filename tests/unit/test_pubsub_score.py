@@ -72,7 +72,7 @@ def mesh_delivery_params(**kw: float) -> TopicScoreParams:
         mesh_failure_penalty_decay=0.5,
     )
     base.update(kw)
-    return TopicScoreParams(**base)  # type: ignore[arg-type]
+    return TopicScoreParams(**base)
 
 
 def test_p3_mesh_delivery_deficit_after_activation() -> None:

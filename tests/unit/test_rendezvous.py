@@ -94,7 +94,7 @@ def test_namespace_limits() -> None:
     assert reg.register(a, "x" * 256, rec, None, 0)[0] == Status.E_INVALID_NAMESPACE
     assert reg.register(a, "é" * 128, rec, None, 0)[0] == Status.E_INVALID_NAMESPACE  # 256 UTF-8 bytes
     resp = reg.discover("y" * 256, 0, b"", 0).discoverResponse
-    assert resp.status == Status.E_INVALID_NAMESPACE
+    assert Status(resp.status) == Status.E_INVALID_NAMESPACE
 
 
 def test_signed_record_checks() -> None:
@@ -145,7 +145,7 @@ def test_unregister_is_a_noop_when_absent() -> None:
 
 
 def _peers_of(msg: Message) -> list[bytes]:
-    assert msg.discoverResponse.status == Status.OK, msg.discoverResponse.statusText
+    assert Status(msg.discoverResponse.status) == Status.OK, msg.discoverResponse.statusText
     return [r.signedPeerRecord for r in msg.discoverResponse.registrations]
 
 
@@ -183,7 +183,7 @@ def test_discover_bad_cookies() -> None:
     foreign = other.discover("app", 0, b"", 0).discoverResponse.cookie
     for cookie in (b"short", foreign, reg.discover("other", 0, b"", 0).discoverResponse.cookie):
         resp = reg.discover("app", 0, cookie, 0).discoverResponse
-        assert resp.status == Status.E_INVALID_COOKIE and not resp.registrations
+        assert Status(resp.status) == Status.E_INVALID_COOKIE and not resp.registrations
 
 
 def test_discover_all_namespaces_and_limit_cap() -> None:
@@ -240,9 +240,9 @@ def test_handle_dispatches_and_refuses_responses() -> None:
     _, a, rec = _peer()
     resp = reg.handle(a, register_message("app", rec), 0)
     assert resp is not None and resp.type == Message.REGISTER_RESPONSE
-    assert resp.registerResponse.status == Status.OK and resp.registerResponse.ttl == 2 * H
+    assert Status(resp.registerResponse.status) == Status.OK and resp.registerResponse.ttl == 2 * H
     bad = reg.handle(a, register_message("app", rec, 1), 0)
-    assert bad is not None and bad.registerResponse.status == Status.E_INVALID_TTL
+    assert bad is not None and Status(bad.registerResponse.status) == Status.E_INVALID_TTL
     assert not bad.registerResponse.HasField("ttl") and bad.registerResponse.statusText
     disc = reg.handle(a, discover_message("app"), 0)
     assert disc is not None and _peers_of(disc) == [rec]

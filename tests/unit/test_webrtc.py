@@ -151,7 +151,7 @@ def test_reset_carries_its_code_and_ends_everything() -> None:
 
 
 def test_data_and_flag_in_one_message() -> None:
-    body = pb.Message(flag=FLAG_FIN, message=b"last").SerializeToString()  # type: ignore[arg-type]
+    body = pb.Message(flag=FLAG_FIN, message=b"last").SerializeToString()
     ev, out = StreamCore().receive(encode_uvarint(len(body)) + body)
     assert ev == [DataReceived(b"last"), FinReceived()] and out == [encode_flag(FLAG_FIN_ACK)]
 

@@ -6,6 +6,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -387,7 +388,7 @@ async def test_inbound_stream_limit_refuses_excess_streams() -> None:
     c.session.abort()
 
 
-def _no_timers() -> dict[str, float]:
+def _no_timers() -> dict[str, Any]:
     return {"keepalive_interval": 0, "rtt_measure_interval": 0}
 
 
@@ -446,7 +447,12 @@ async def test_a_reader_about_to_wait_sends_what_its_task_wrote(pair: tuple[Side
     await wait_for(lambda: c.session._engine.pending_output == 0 and not c.session._flush_scheduled)
     senders: list[asyncio.Task[object] | None] = []
     raw_write = c.session._pipe_write
-    c.session._pipe_write = lambda d: (senders.append(asyncio.current_task()), raw_write(d))[1]
+
+    def pipe_write(data: bytearray) -> None:
+        senders.append(asyncio.current_task())
+        raw_write(data)
+
+    c.session._pipe_write = pipe_write
 
     async def request() -> bytes:
         await st.write(b"ping")
