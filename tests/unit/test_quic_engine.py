@@ -343,3 +343,47 @@ def test_aioquic_epochs_memoized_and_unchanged() -> None:
         }
     )
     assert epochs("1") == frozenset({aioquic_tls.Epoch.ONE_RTT})
+
+
+def test_tls_block_helpers_replace_aioquics_generators_with_the_same_results() -> None:
+    """aioquic's TLS writes and reads its length-prefixed blocks through the classes the engine module puts in
+    place of its @contextmanager generators: same bytes, same refusal of trailing bytes, and nothing written or
+    checked when the block ends with an exception."""
+    import pytest
+    from aioquic import tls
+
+    assert not hasattr(tls.push_block, "__wrapped__")  # replaced on import of the engine module
+    buf = Buffer(capacity=64)
+    with tls.push_block(buf, 2):
+        buf.push_bytes(b"abc")
+        with tls.push_extension(buf, 0x10):
+            buf.push_bytes(b"xy")
+    assert buf.data == b"\x00\x09abc\x00\x10\x00\x02xy"
+
+    pull = Buffer(data=buf.data)
+    with tls.pull_block(pull, 2) as length:
+        assert length == 9
+        pull.pull_bytes(9)
+    with pytest.raises(tls.AlertDecodeError), tls.pull_block(Buffer(data=b"\x00\x02xy"), 2):
+        pass  # a block not read to its end
+    # the body's exception, not a decode error on top of it
+    with pytest.raises(KeyError), tls.pull_block(Buffer(data=b"\x00\x02xy"), 2):
+        raise KeyError
+
+    out = Buffer(data=b"\xee" * 8)
+    with pytest.raises(KeyError), tls.push_block(out, 2):
+        out.push_bytes(b"zz")
+        raise KeyError
+    assert out.tell() == 4 and out.data_slice(0, 4) == b"\xee\xeezz"  # the length was never written
+
+    hashed: list[bytes] = []
+
+    class Schedule:
+        def update_hash(self, data: bytes) -> None:
+            hashed.append(bytes(data))
+
+    msg = Buffer(capacity=16)
+    msg.push_bytes(b"before")
+    with tls.push_message(Schedule(), msg):  # type: ignore[arg-type]
+        msg.push_bytes(b"message")
+    assert hashed == [b"message"]

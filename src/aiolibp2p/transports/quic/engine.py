@@ -23,7 +23,8 @@ in :mod:`.connection` stays thin. This subclass adds, per ``quic/README.md`` and
 aioquic internals used (pinned by the dependency bound and covered by the tests): ``tls.Context``'s
 handshake-step methods and ``_request_client_certificate``, ``_host_cids``, ``_peer_cid(_available)``,
 ``_close_event``, ``_network_paths``, ``_close_at`` and ``_idle_timeout`` (a prepared engine's dial), the
-module function ``EPOCHS`` (memoized), ``_replenish_connection_ids`` and ``_handshake_complete`` (spare
+module function ``EPOCHS`` (memoized), ``tls.pull_block``/``push_block``/``push_extension``/``push_message``
+(replaced by equivalent classes), ``_replenish_connection_ids`` and ``_handshake_complete`` (spare
 connection IDs issued later), the limit objects, the two ``_write_*_limits`` hooks and
 ``_handle_padding_frame`` (bound into the frame table at construction, so the override is what runs).
 """
@@ -36,7 +37,7 @@ import hmac
 import os
 import ssl
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 from aioquic import tls as aioquic_tls
 from aioquic._buffer import Buffer
@@ -90,6 +91,92 @@ aioquic would also derive Initial keys for version 2 on every connection, for co
 # else, for aioquic's other users in the process included.
 if not hasattr(aioquic_connection.EPOCHS, "cache_info"):
     aioquic_connection.EPOCHS = functools.cache(aioquic_connection.EPOCHS)
+
+
+# aioquic's TLS writes and parses every length-prefixed block, extension and handshake message inside a
+# @contextmanager generator (pull_block, push_block, push_extension, push_message: ~115 uses per handshake on
+# the two sides, each a generator plus a _GeneratorContextManager). The classes below do the same in
+# __enter__/__exit__, at a third of the cost: as with the generators, the closing step (length written, hash
+# updated, trailing bytes refused) runs only when the block ended without an exception. tls.py looks these
+# names up in its module globals, so replacing them there is all it takes.
+class _PullBlock:
+    __slots__ = ("_buf", "_capacity", "_end")
+
+    def __init__(self, buf: Buffer, capacity: int) -> None:
+        self._buf = buf
+        self._capacity = capacity
+        self._end = 0
+
+    def __enter__(self) -> int:
+        buf = self._buf
+        length = int.from_bytes(buf.pull_bytes(self._capacity), byteorder="big")
+        self._end = buf.tell() + length
+        return length
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> Literal[False]:
+        if exc_type is None and self._buf.tell() != self._end:
+            raise aioquic_tls.AlertDecodeError("extra bytes at the end of a block")
+        return False
+
+
+class _PushBlock:
+    __slots__ = ("_buf", "_capacity", "_start")
+
+    def __init__(self, buf: Buffer, capacity: int) -> None:
+        self._buf = buf
+        self._capacity = capacity
+        self._start = 0
+
+    def __enter__(self) -> None:
+        buf = self._buf
+        self._start = start = buf.tell() + self._capacity
+        buf.seek(start)
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> Literal[False]:
+        if exc_type is None:
+            buf, start, capacity = self._buf, self._start, self._capacity
+            end = buf.tell()
+            buf.seek(start - capacity)
+            buf.push_bytes((end - start).to_bytes(capacity, byteorder="big"))
+            buf.seek(end)
+        return False
+
+
+class _PushExtension(_PushBlock):
+    __slots__ = ("_type",)
+
+    def __init__(self, buf: Buffer, extension_type: int) -> None:
+        super().__init__(buf, 2)
+        self._type = extension_type
+
+    def __enter__(self) -> None:
+        self._buf.push_uint16(self._type)
+        super().__enter__()
+
+
+class _PushMessage:
+    __slots__ = ("_buf", "_key_schedule", "_start")
+
+    def __init__(self, key_schedule: Any, buf: Buffer) -> None:
+        self._key_schedule = key_schedule
+        self._buf = buf
+        self._start = 0
+
+    def __enter__(self) -> None:
+        self._start = self._buf.tell()
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> Literal[False]:
+        if exc_type is None:
+            buf = self._buf
+            self._key_schedule.update_hash(buf.data_slice(self._start, buf.tell()))
+        return False
+
+
+if hasattr(aioquic_tls.push_block, "__wrapped__"):  # still aioquic's generator versions (not replaced yet)
+    aioquic_tls.pull_block = _PullBlock  # type: ignore[assignment]
+    aioquic_tls.push_block = _PushBlock  # type: ignore[assignment]
+    aioquic_tls.push_extension = _PushExtension  # type: ignore[assignment]
+    aioquic_tls.push_message = _PushMessage  # type: ignore[assignment]
 
 CLIENT_KEY_SHARE_GROUPS = [Group.X25519, Group.SECP256R1]
 """Groups a dialer sends key shares for (aioquic cannot answer a HelloRetryRequest, so each needs a share)."""
