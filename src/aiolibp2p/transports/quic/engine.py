@@ -99,42 +99,44 @@ if not hasattr(aioquic_connection.EPOCHS, "cache_info"):
 # __enter__/__exit__, at a third of the cost: as with the generators, the closing step (length written, hash
 # updated, trailing bytes refused) runs only when the block ended without an exception. tls.py looks these
 # names up in its module globals, so replacing them there is all it takes.
-class _PullBlock:
-    __slots__ = ("_buf", "_capacity", "_end")
+class _Block:
+    """A length-prefixed block of ``capacity`` length bytes in ``buf``; ``_mark`` is where its body ends
+    (reading) or starts (writing)."""
+
+    __slots__ = ("_buf", "_capacity", "_mark")
 
     def __init__(self, buf: Buffer, capacity: int) -> None:
         self._buf = buf
         self._capacity = capacity
-        self._end = 0
+        self._mark = 0
+
+
+class _PullBlock(_Block):
+    __slots__ = ()
 
     def __enter__(self) -> int:
         buf = self._buf
         length = int.from_bytes(buf.pull_bytes(self._capacity), byteorder="big")
-        self._end = buf.tell() + length
+        self._mark = buf.tell() + length
         return length
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> Literal[False]:
-        if exc_type is None and self._buf.tell() != self._end:
+        if exc_type is None and self._buf.tell() != self._mark:
             raise aioquic_tls.AlertDecodeError("extra bytes at the end of a block")
         return False
 
 
-class _PushBlock:
-    __slots__ = ("_buf", "_capacity", "_start")
-
-    def __init__(self, buf: Buffer, capacity: int) -> None:
-        self._buf = buf
-        self._capacity = capacity
-        self._start = 0
+class _PushBlock(_Block):
+    __slots__ = ()
 
     def __enter__(self) -> None:
         buf = self._buf
-        self._start = start = buf.tell() + self._capacity
+        self._mark = start = buf.tell() + self._capacity
         buf.seek(start)
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> Literal[False]:
         if exc_type is None:
-            buf, start, capacity = self._buf, self._start, self._capacity
+            buf, start, capacity = self._buf, self._mark, self._capacity
             end = buf.tell()
             buf.seek(start - capacity)
             buf.push_bytes((end - start).to_bytes(capacity, byteorder="big"))
