@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar
 
 from ..core.interfaces import Direction, MuxedStream, StreamCallback
 from ..exceptions import ConnectionClosed, DeadlineExceeded
@@ -75,11 +75,11 @@ class NativeConnection(Generic[S]):
 
     # what the swarm reads from a capable connection (it is its own session, muxer and address holder)
     @property
-    def session(self) -> NativeConnection[S]:
+    def session(self) -> Self:
         return self
 
     @property
-    def muxed(self) -> NativeConnection[S]:
+    def muxed(self) -> Self:
         return self
 
     # -- MuxedConnection -------------------------------------------------------------------------------
