@@ -286,12 +286,9 @@ class PubSubRouter:
         self.stats.rpcs_sent += len(out)
         return out
 
-    def cancel_queued(self, peer: PeerId, message: pb.Message) -> bool:
-        """Take ``message`` out of the frames queued for ``peer`` that its writer has not taken yet (only a
-        frame that carries it alone; an IDONTWANT head before it stays). True if it was there."""
-        st = self.peers.get(peer)
-        if st is None or not st.queued:
-            return False
+    def cancel_queued(self, st: PeerState, message: pb.Message) -> bool:
+        """Take ``message`` out of the frames queued for the peer of ``st`` that its writer has not taken yet
+        (only a frame that carries it alone; an IDONTWANT head before it stays). True if it was there."""
         entry = st.queued.get(id(message))
         if entry is None or entry[0] is not message:
             return False
@@ -338,26 +335,25 @@ class PubSubRouter:
                 # the usual control part while forwarding: only IDONTWANTs, the same for every mesh peer
                 key = tuple(out.idontwant)
                 head = encoded.get(key) or encoded.setdefault(key, _idontwant_control(out.idontwant))
-                if len(messages) != 1 or st.frames:
-                    self._queue_urgent(peer, st, head)
-                    head = b""
-            if len(messages) == 1 and len(st.frames) < config.max_outbound_rpcs_per_peer:
+            if len(messages) == 1:
                 # the usual frame while forwarding, that head and one message: no list to split into frames
                 msg = messages[0]
                 field = encoded.get(id(msg))
                 if field is None:
                     body = msg.SerializeToString()
                     field = encoded[id(msg)] = _PUBLISH_TAG + encode_uvarint(len(body)) + body
-                if head and len(head) + len(field) > config.control_piggyback_limit:
-                    self._queue_urgent(peer, st, head)  # ahead of a message too large to share a segment
+                if head and (st.frames or len(head) + len(field) > config.control_piggyback_limit):
+                    self._queue_urgent(
+                        peer, st, head
+                    )  # ahead of the backlog, or of a body too large to share
                     head = b""
-                if len(head) + len(field) <= limit:
+                if len(st.frames) < config.max_outbound_rpcs_per_peer and len(head) + len(field) <= limit:
                     frame = head + field if head else field
                     st.frames.append(frame)
                     st.queued[id(msg)] = (msg, frame, head)
                     self._flushed[peer] = None
                     return
-            if head:  # (a message that cannot be queued: its IDONTWANT still goes)
+            if head:  # no message, several, or one that cannot be queued: the IDONTWANT goes alone, ahead
                 self._queue_urgent(peer, st, head)
                 head = b""
         elif out.subs or out.has_control():

@@ -455,7 +455,7 @@ class GossipSub(PubSubRouter):
         if st is not None and st.queued:
             m = self.mcache.get(msg_id)
             if m is not None:
-                self.cancel_queued(peer, m.pb)
+                self.cancel_queued(st, m.pb)
 
     def _on_throttled(self, peer: PeerId, msg_id: bytes, message: PubSubMessage, now: float) -> None:
         if self.score is not None:
