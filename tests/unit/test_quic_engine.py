@@ -4,6 +4,8 @@ derived stateless reset tokens), plus address parsing and settings."""
 
 from __future__ import annotations
 
+import pytest
+from aioquic import tls
 from aioquic._buffer import Buffer
 from aioquic.quic import events as qe
 from aioquic.quic.connection import NetworkAddress
@@ -349,9 +351,6 @@ def test_tls_block_helpers_replace_aioquics_generators_with_the_same_results() -
     """aioquic's TLS writes and reads its length-prefixed blocks through the classes the engine module puts in
     place of its @contextmanager generators: same bytes, same refusal of trailing bytes, and nothing written or
     checked when the block ends with an exception."""
-    import pytest
-    from aioquic import tls
-
     assert not hasattr(tls.push_block, "__wrapped__")  # replaced on import of the engine module
     buf = Buffer(capacity=64)
     with tls.push_block(buf, 2):
