@@ -12,7 +12,7 @@ from aiolibp2p.crypto.peer_id import PeerId
 from aiolibp2p.crypto.peer_record import make_signed_peer_record
 from aiolibp2p.exceptions import ProtocolViolation
 from aiolibp2p.network import events as ev
-from aiolibp2p.protocols.identify.service import decode_messages
+from aiolibp2p.protocols.identify.service import PROTOCOL_ID, decode_messages
 from aiolibp2p.wire.pb import identify_pb2
 from aiolibp2p.wire.varint import length_prefixed, try_decode_length_prefixed
 
@@ -141,3 +141,43 @@ async def test_cached_response_matches_a_fresh_encoding_and_follows_changes() ->
             info = await b.identify_service.identify(conn2)
             assert info is not None and info.signed_record_valid
             assert "/extra/120/119/1.0.0" in info.protocols
+
+
+@pytest.mark.parametrize(
+    ("listen", "transports"),
+    [("/ip4/127.0.0.1/tcp/0", ["tcp"]), ("/ip4/127.0.0.1/udp/0/quic-v1", ["quic"])],
+    ids=["tcp", "quic"],
+)
+@pytest.mark.parametrize("explicit_dial", [True, False], ids=["connect", "implicit-dial"])
+async def test_the_dialers_first_stream_is_answered_before_its_identify(
+    listen: str, transports: list[str], explicit_dial: bool
+) -> None:
+    """A dial is made for the caller's stream: its proposal leaves ahead of identify's, so the listener
+    negotiates it first (identify waits a few loop turns on the dialer; it is not a round trip behind)."""
+    order: list[str] = []
+    async with asyncio.timeout(10):
+        async with (
+            aiolibp2p.new_host(listen=[listen], transports=transports) as a,
+            aiolibp2p.new_host(listen=[], transports=transports) as b,
+        ):
+            answer = a.identify_service._handle_identify
+
+            async def identify(stream: aiolibp2p.Stream) -> None:
+                order.append("identify")
+                await answer(stream)
+
+            async def app(stream: aiolibp2p.Stream) -> None:
+                order.append("app")
+                await stream.write(await stream.read(5))
+                await stream.close()
+
+            a.set_stream_handler(PROTOCOL_ID, identify)
+            a.set_stream_handler("/app/1.0.0", app)
+            b.peerstore.add_addrs(a.peer_id, a.listen_addrs, 60.0)
+            if explicit_dial:
+                await b.connect(a.full_addrs()[0])
+            stream = await b.new_stream(a.peer_id, ["/app/1.0.0"])
+            await stream.write(b"hello")
+            assert await stream.read(5) == b"hello"
+            await b.identify(a.peer_id)
+            assert order == ["app", "identify"]
