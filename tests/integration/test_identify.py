@@ -181,3 +181,33 @@ async def test_the_dialers_first_stream_is_answered_before_its_identify(
             assert await stream.read(5) == b"hello"
             await b.identify(a.peer_id)
             assert order == ["app", "identify"]
+
+
+async def test_the_listeners_identify_waits_for_the_dialers_first_request() -> None:
+    """The listener opens its identify stream ``listener_defer`` seconds after the connection opened: a request
+    the dialer sends just after the handshake is answered first, and identify still completes."""
+    async with asyncio.timeout(10):
+        async with aiolibp2p.new_host() as a, aiolibp2p.new_host(listen=[]) as b:
+            a.identify_service.listener_defer = 0.3
+            order: list[str] = []
+            answer = b.identify_service._handle_identify
+
+            async def identify(stream: aiolibp2p.Stream) -> None:
+                order.append("listener's identify")
+                await answer(stream)
+
+            async def app(stream: aiolibp2p.Stream) -> None:
+                await stream.write(await stream.read(5))
+                await stream.close()
+
+            b.set_stream_handler(PROTOCOL_ID, identify)
+            a.set_stream_handler("/app/1.0.0", app)
+            peer = await b.connect(a.full_addrs()[0])
+            await asyncio.sleep(0.05)  # the request comes a little after the handshake
+            stream = await b.new_stream(peer, ["/app/1.0.0"])
+            await stream.write(b"hello")
+            assert await stream.read(5) == b"hello"
+            order.append("answer")
+            info = await a.identify(b.peer_id)
+            assert info is not None and info.agent_version
+            assert order == ["answer", "listener's identify"]

@@ -98,6 +98,7 @@ async def test_stream_resources_are_released_when_the_connection_closes_as_the_s
             a.set_stream_handler(ECHO, handle_echo)
             peer = await b.connect(a.full_addrs()[0])
             await b.identify(peer)
+            await a.identify(b.peer_id)  # both identify streams done: the echo stream is the only one
             monkeypatch.setattr(connection_mod.Connection, "open_stream", open_then_lose_the_connection)
             closed: list[ev.StreamClosed] = []
             b.on(ev.StreamClosed, closed.append)
