@@ -3,8 +3,9 @@
 Spec: https://github.com/libp2p/specs/blob/master/identify/README.md, plus the deployed behaviour noted in
 LIBP2P-NOTES §3.8: ``signedPeerRecord`` (field 8); messages are uvarint-framed; a responder may split its answer
 over several messages, so the reader reads until EOF and merges up to ``MAX_MESSAGES``; a push is a partial
-update. Identify runs on every new connection; its result feeds the peer store and marks the connection
-identified (the swarm prefers identified connections for new streams).
+update. Identify runs on every new connection, a moment after it opens (``DIALER_DEFER_TURNS``,
+``LISTENER_DEFER``: the connection's first request goes first); its result feeds the peer store and marks the
+connection identified (the swarm prefers identified connections for new streams).
 """
 
 from __future__ import annotations
