@@ -81,10 +81,10 @@ async def test_a_record_of_another_peer_is_refused_even_when_cached() -> None:
 async def test_a_record_held_by_the_peer_store_is_not_verified_again(monkeypatch: pytest.MonkeyPatch) -> None:
     """The peer's record is checked once; the same bytes again (every new connection) are known from the peer
     store, which forgets them with the peer, so identify keeps no cache of its own."""
+    from aiolibp2p.crypto.peer_record import open_signed_peer_record as real
     from aiolibp2p.protocols.identify import service as identify_mod
 
     opened: list[bytes] = []
-    real = identify_mod.open_signed_peer_record
 
     def counting(data: bytes) -> object:
         opened.append(bytes(data))
