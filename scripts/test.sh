@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test run: install what the tests need, then lint (ruff), type-check (mypy, strict on src/) and
-# run pytest (unit, integration over loopback, js-libp2p interop). Extra arguments go to pytest.
+# The whole test run: install what the tests need, then lint (ruff), type-check (mypy: src/ strict, plus the unit
+# and integration tests) and run pytest (unit, integration over loopback, js-libp2p interop). Extra arguments go
+# to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh

@@ -25,7 +25,7 @@ STREAM_WRITE = 64 * 1024
 
 
 async def dial_flood(h: aiolibp2p.Host, addr: str, seconds: float) -> dict[str, float]:
-    counts = {"attempts": 0, "ok": 0, "failed": 0}
+    counts: dict[str, float] = {"attempts": 0, "ok": 0, "failed": 0}
     end = time.monotonic() + seconds
 
     async def loop() -> None:
@@ -45,7 +45,7 @@ async def dial_flood(h: aiolibp2p.Host, addr: str, seconds: float) -> dict[str, 
 
 
 async def stream_flood(h: aiolibp2p.Host, addr: str, seconds: float) -> dict[str, float]:
-    counts = {"attempts": 0, "ok": 0, "failed": 0}
+    counts: dict[str, float] = {"attempts": 0, "ok": 0, "failed": 0}
     peer = await h.connect(addr, timeout=5)
     held = []  # never read, never closed
     payload = bytes(STREAM_WRITE)

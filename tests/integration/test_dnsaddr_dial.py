@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from local_dns import LocalDnsServer, local_dns
+from local_dns import LocalDnsServer, local_dns  # type: ignore[import-not-found]  # (tests/, on pytest's path)
 
 import aiolibp2p
 from aiolibp2p.crypto.keys import generate_key_pair

@@ -127,7 +127,7 @@ async def test_file_transfer_with_progress(tmp_path: Path) -> None:
 async def test_js_interop_example() -> None:
     sys.path.insert(0, str(ROOT / "tests" / "interop"))
     try:
-        from jspeer import missing_requirements
+        from jspeer import missing_requirements  # type: ignore[import-not-found]  # (tests/interop/, put on the path above)
     finally:
         sys.path.pop(0)
     reason = missing_requirements()

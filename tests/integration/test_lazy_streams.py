@@ -21,7 +21,7 @@ T = 10.0
 
 
 def _host(**kw: object) -> aiolibp2p.Host:
-    return aiolibp2p.new_host(listen=["/ip4/127.0.0.1/tcp/0"], transports=["tcp"], **kw)  # type: ignore[arg-type]
+    return aiolibp2p.new_host(listen=["/ip4/127.0.0.1/tcp/0"], transports=["tcp"], **kw)
 
 
 async def test_known_protocol_on_live_connection_is_opened_lazily() -> None:

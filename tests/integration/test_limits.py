@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -122,9 +123,7 @@ async def _flood(mode: str, addr: str) -> dict[str, float]:
     return result
 
 
-async def _ping_until(
-    good: aiolibp2p.Host, peer: aiolibp2p.PeerId, done: asyncio.Future[object]
-) -> list[float]:
+async def _ping_until(good: aiolibp2p.Host, peer: aiolibp2p.PeerId, done: asyncio.Future[Any]) -> list[float]:
     """Ping every 50 ms until ``done``; every ping must succeed within PING_BOUND."""
     rtts = []
     while not done.done():

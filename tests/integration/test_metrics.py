@@ -312,6 +312,7 @@ async def test_pubsub_metrics_follow_deliveries_duplicates_drops_validation_mesh
     """PubSubMetrics on B (sharing B's HostMetrics registry): every series moves with what B's router sees."""
     from aiolibp2p.metrics import PubSubMetrics
     from aiolibp2p.pubsub import PeerScoreParams, PeerScoreThresholds, ValidationResult, gossipsub
+    from aiolibp2p.pubsub.gossipsub import GossipSub
     from aiolibp2p.pubsub.service import SUBSCRIPTION_QUEUE_SIZE
 
     listen = ["/ip4/127.0.0.1/tcp/0"]
@@ -342,7 +343,10 @@ async def test_pubsub_metrics_follow_deliveries_duplicates_drops_validation_mesh
                 await b.connect(a.full_addrs())
                 await c.connect(a.full_addrs())
                 await c.connect(b.full_addrs())
-                routers = [ps.router for ps in (ps_a, ps_b, ps_c)]
+                routers: list[GossipSub] = []
+                for ps in (ps_a, ps_b, ps_c):
+                    assert isinstance(ps.router, GossipSub)
+                    routers.append(ps.router)
                 while not all(len(r.mesh.get("t", ())) == 2 for r in routers):
                     await asyncio.sleep(0.02)
                 s = await scrape(srv.host, srv.port)
@@ -380,6 +384,7 @@ async def test_pubsub_metrics_follow_deliveries_duplicates_drops_validation_mesh
                 s = await scrape(srv.host, srv.port)
                 assert value(s, "libp2p_pubsub_messages_dropped_total", reason="subscription_queue_full") == 5
                 # a peer whose application score sinks below the graylist threshold is counted
+                assert isinstance(ps_b.router, GossipSub)
                 ps_b.router.set_app_score(a.peer_id, -1000.0)
                 s = await scrape(srv.host, srv.port)
                 assert value(s, "libp2p_pubsub_graylisted_peers") == 1

@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from aioquic.asyncio import connect as aioquic_connect
+from aioquic.asyncio.client import connect as aioquic_connect
 from aioquic.quic.configuration import QuicConfiguration
 
 from aiolibp2p.core.interfaces import MuxedStream

@@ -8,7 +8,7 @@ import asyncio
 import gc
 
 import pytest
-from host_state import leftovers
+from host_state import leftovers  # type: ignore[import-not-found]  # (tests/, on pytest's path)
 
 import aiolibp2p
 from aiolibp2p.exceptions import DialError

@@ -104,7 +104,7 @@ async def test_oversized_message_resets_only_its_stream() -> None:
         ws = s.muxed_stream
         inner = getattr(ws, "_inner", ws)  # under a lazily negotiated stream
         # a framed message claiming 1 MiB: beyond max_receive_message_size (256 KiB + 1 KiB)
-        inner._send([encode_uvarint(1 << 20) + b"\x12"])  # type: ignore[attr-defined]
+        inner._send([encode_uvarint(1 << 20) + b"\x12"])  # type: ignore[union-attr]
         with pytest.raises(StreamReset):
             await theirs.read(timeout=2)
         with pytest.raises(StreamReset):
