@@ -303,6 +303,39 @@ async def test_close_handshake_reaches_both_receivers() -> None:
     assert not ct.aborted and not st.aborted
 
 
+async def test_frames_before_the_peers_close_are_delivered_as_closing() -> None:
+    """Frames and the peer's close frame that arrive in one TCP read: while the frames before it are delivered,
+    the pipe already says it is closing (no write can go out any more), so a receiver whose answer cannot be
+    written leaves the end to the pipe instead of failing on the write and losing what follows."""
+    client, server, ct, _ = await open_pair()
+    seen: list[tuple[bytes, bool, str]] = []
+
+    class Answering(Sink):
+        def pipe_data_received(self, data: bytes) -> None:
+            super().pipe_data_received(data)
+            try:
+                server.write(b"answer")
+                outcome = "written"
+            except ConnectionClosed as exc:
+                outcome = exc.cause
+            seen.append((data, server.is_closing(), outcome))
+
+    ss = Answering()
+    server.set_receiver(ss)
+    client.set_receiver(Sink())
+    held: list[bytes] = []
+    send = ct.write
+    ct.write = lambda data: held.append(bytes(data))  # type: ignore[method-assign]
+    client.write(b"first")
+    client.write(b"second")
+    client.close()
+    ct.write = send  # type: ignore[method-assign]
+    server.data_received(b"".join(held))  # the two frames and the close frame in one read
+    async with asyncio.timeout(2):
+        assert await ss.lost is None
+    assert seen == [(b"first", True, "remote-closed"), (b"second", True, "remote-closed")] and ss.eof
+
+
 async def test_server_side_close() -> None:
     client, server, _, _ = await open_pair()
     cs, ss = Sink(), Sink()

@@ -421,6 +421,25 @@ async def test_remote_go_away_with_error_code_ends_the_session() -> None:
         assert await raw.readexactly(12) == encode_header(TYPE_PING, 2, 0, 7)
 
 
+async def test_remote_go_away_code_survives_an_answer_that_cannot_be_written() -> None:
+    """The peer sent frames that need an answer, then a GoAway with an error code, then closed its end: the
+    answer cannot be written any more, and the session still ends with the GoAway's code, not the write's
+    error (over WebSocket the peer's close frame can arrive in the same read as its GoAway)."""
+    a, b = memory_pipe_pair()
+    c = make_side(a, True, FAST)
+
+    def refuse(data: object) -> None:
+        raise ConnectionClosed("write on a pipe the peer closed", cause="remote-closed")
+
+    c.session._pipe_write = refuse  # what the session hands its output to
+    raw = PipeReader(b)
+    raw.write(encode_header(TYPE_PING, FLAG_SYN, 0, 7) + encode_header(TYPE_GO_AWAY, 0, 0, 42))
+    async with asyncio.timeout(5):
+        await wait_for(lambda: len(c.closed) == 1)
+    err = c.closed[0]
+    assert isinstance(err, ConnectionClosed) and err.cause == "remote-goaway" and err.code == 42, err
+
+
 async def test_session_ping_measures_rtt_and_fails_when_closed() -> None:
     from aiolibp2p.transports.memory.pipe import memory_pipe_pair
 

@@ -201,7 +201,7 @@ class YamuxSession(MuxerSession[int, YamuxStream, YamuxEngine]):
             elif isinstance(ev, GoAwayReceived):
                 self._wake_openers()
                 if ev.code != GOAWAY_NORMAL:
-                    self._flush()  # answers to frames before the GoAway still leave
+                    self._flush_best_effort()  # answers to frames before the GoAway still leave
                     err = ConnectionClosed(
                         "peer sent GoAway with an error", cause="remote-goaway", code=ev.code
                     )
@@ -210,7 +210,7 @@ class YamuxSession(MuxerSession[int, YamuxStream, YamuxEngine]):
             elif isinstance(ev, ProtocolError):
                 err = ConnectionClosed("peer violated the yamux protocol", cause="protocol-error", code=1)
                 err.__cause__ = ev.error
-                self._flush()
+                self._flush_best_effort()
                 self._fail(err, report=ev.error)
                 return
         if engine.pending_output:

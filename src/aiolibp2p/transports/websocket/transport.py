@@ -566,7 +566,14 @@ class WebSocketPipe(asyncio.Protocol):
             self._transport.resume_reading()
 
     def is_closing(self) -> bool:
-        return self._closed or self._transport is None or self._transport.is_closing()
+        """True once we closed, the transport is closing, or the peer's close frame arrived (we can no longer
+        write, while frames that came before its close frame may still be being delivered)."""
+        return (
+            self._closed
+            or self._transport is None
+            or self._transport.is_closing()
+            or self._ws.close_rcvd is not None
+        )
 
     @property
     def is_open(self) -> bool:
