@@ -12,7 +12,6 @@ its session sends.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from abc import abstractmethod
 from collections import deque
 from collections.abc import Callable, Hashable
@@ -188,17 +187,6 @@ class MuxerSession(Generic[K, S, E]):
                     self._loop.call_soon(self._fail, exc)
                 else:
                     self._fail(exc)
-
-    def _flush_best_effort(self) -> None:
-        """Hand the engine's queued output to the pipe, ignoring a pipe that refuses it: the caller is about to
-        fail the session with the real cause (the peer's GoAway code, a protocol error), which a failure of
-        this write must not pre-empt (the peer may have closed its end right after its GoAway)."""
-        if self._closed:
-            return
-        data = self._engine.data_to_send()
-        if data:
-            with contextlib.suppress(ConnectionClosed):
-                self._pipe_write(data)
 
     def _drain_needed(self) -> bool:
         """False when :meth:`_drain` would return at once (the pipe not blocked): writers then skip the await

@@ -201,7 +201,9 @@ class YamuxSession(MuxerSession[int, YamuxStream, YamuxEngine]):
             elif isinstance(ev, GoAwayReceived):
                 self._wake_openers()
                 if ev.code != GOAWAY_NORMAL:
-                    self._flush_best_effort()  # answers to frames before the GoAway still leave
+                    # answers to frames before the GoAway still leave; a pipe that refuses them (the peer closed
+                    # right after its GoAway) fails the session a turn later, after the GoAway's code ended it
+                    self._send_queued(defer_failure=True)
                     err = ConnectionClosed(
                         "peer sent GoAway with an error", cause="remote-goaway", code=ev.code
                     )
@@ -210,7 +212,7 @@ class YamuxSession(MuxerSession[int, YamuxStream, YamuxEngine]):
             elif isinstance(ev, ProtocolError):
                 err = ConnectionClosed("peer violated the yamux protocol", cause="protocol-error", code=1)
                 err.__cause__ = ev.error
-                self._flush_best_effort()
+                self._send_queued(defer_failure=True)
                 self._fail(err, report=ev.error)
                 return
         if engine.pending_output:
